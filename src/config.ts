@@ -1,0 +1,167 @@
+import path from 'node:path';
+import { parseDuration } from './lib/duration.js';
+
+/**
+ * The whole environment, parsed and validated once at start-up. A bad value stops start-up with a
+ * message naming the variable and what it expects (Hono's jwt() refuses a missing secret at build
+ * time for the same reason: fail before the first request, not during it).
+ */
+export interface Config {
+  /** PostgreSQL connection string; null means the embedded PGlite database in `dataDir`. */
+  readonly databaseUrl: string | null;
+  readonly dataDir: string;
+  readonly dbPoolMax: number;
+  readonly host: string;
+  readonly port: number;
+  readonly logLevel: LogLevel;
+  readonly logFormat: 'json' | 'pretty' | 'auto';
+  readonly jwt: JwtConfig;
+  readonly controller: ControllerConfig;
+}
+
+export interface JwtConfig {
+  readonly secret: string | null;
+  readonly jwksUrl: string | null;
+  readonly issuer: string | null;
+  readonly audience: string | null;
+  /** Seconds of clock skew tolerated on `exp` and `nbf`. */
+  readonly clockToleranceSec: number;
+}
+
+export interface ControllerConfig {
+  readonly concurrency: number;
+  readonly resyncMs: number;
+  readonly leaderElection: boolean;
+  readonly leaseMs: number;
+  readonly renewMs: number;
+  readonly retryMs: number;
+  readonly nodeGraceMs: number;
+  readonly nodeEvictionMs: number;
+  readonly retentionMs: number;
+  readonly backoffBaseMs: number;
+  readonly backoffMaxMs: number;
+  readonly failureThreshold: number;
+}
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    expected: string,
+    value: string,
+  ) {
+    super(`${variable}: expected ${expected}, got ${JSON.stringify(value)}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function loadConfig(env: Env = process.env, cwd: string = process.cwd()): Config {
+  const read = new EnvReader(env);
+  const databaseUrl = read.string('DATABASE_URL');
+  if (databaseUrl !== null && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', 'a postgres:// or postgresql:// URL', '<redacted>');
+  }
+  const jwksUrl = read.string('JWT_JWKS_URL');
+  if (jwksUrl !== null && !/^https?:\/\//.test(jwksUrl)) {
+    throw new ConfigError('JWT_JWKS_URL', 'an http(s) URL', jwksUrl);
+  }
+  const secret = read.string('JWT_SECRET');
+  if (secret !== null && secret.length < 32) {
+    throw new ConfigError('JWT_SECRET', 'at least 32 characters (256 bits for HS256)', '<redacted>');
+  }
+  const leaseMs = read.duration('STEADY_LEASE_DURATION', 15_000);
+  const renewMs = read.duration('STEADY_LEASE_RENEW', 10_000);
+  if (renewMs >= leaseMs) {
+    throw new ConfigError('STEADY_LEASE_RENEW', `a duration shorter than STEADY_LEASE_DURATION (${leaseMs}ms)`, String(renewMs));
+  }
+  const nodeGraceMs = read.duration('STEADY_NODE_GRACE_PERIOD', 40_000);
+  const config: Config = {
+    databaseUrl,
+    dataDir: path.resolve(cwd, read.string('STEADY_DATA_DIR') ?? '.steady'),
+    dbPoolMax: read.integer('STEADY_DB_POOL_MAX', 10, 1, 1000),
+    host: read.string('HOST') ?? '127.0.0.1',
+    port: read.integer('PORT', 8080, 0, 65535),
+    logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),
+    logFormat: read.oneOf('LOG_FORMAT', ['json', 'pretty', 'auto'] as const, 'auto'),
+    jwt: {
+      secret,
+      jwksUrl,
+      issuer: read.string('JWT_ISSUER'),
+      audience: read.string('JWT_AUDIENCE'),
+      clockToleranceSec: read.integer('JWT_CLOCK_TOLERANCE', 5, 0, 300),
+    },
+    controller: {
+      concurrency: read.integer('STEADY_CONCURRENCY', 8, 1, 256),
+      resyncMs: read.duration('STEADY_RESYNC_PERIOD', 30_000),
+      leaderElection: read.boolean('STEADY_LEADER_ELECTION', true),
+      leaseMs,
+      renewMs,
+      retryMs: read.duration('STEADY_LEASE_RETRY', 2_000),
+      nodeGraceMs,
+      nodeEvictionMs: read.duration('STEADY_NODE_EVICTION_TIMEOUT', 300_000),
+      retentionMs: read.duration('STEADY_RETENTION', 24 * 3_600_000),
+      backoffBaseMs: read.duration('STEADY_BACKOFF_BASE', 10_000),
+      backoffMaxMs: read.duration('STEADY_BACKOFF_MAX', 300_000),
+      failureThreshold: read.integer('STEADY_FAILURE_THRESHOLD', 5, 1, 1000),
+    },
+  };
+  return deepFreeze(config);
+}
+
+class EnvReader {
+  constructor(private readonly env: Env) {}
+
+  string(name: string): string | null {
+    const value = this.env[name];
+    return value === undefined || value.trim() === '' ? null : value.trim();
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const raw = this.string(name);
+    if (raw === null) return fallback;
+    const value = Number(raw);
+    if (!/^-?\d+$/.test(raw) || value < min || value > max) {
+      throw new ConfigError(name, `an integer from ${min} to ${max}`, raw);
+    }
+    return value;
+  }
+
+  duration(name: string, fallbackMs: number): number {
+    const raw = this.string(name);
+    if (raw === null) return fallbackMs;
+    const value = parseDuration(raw);
+    if (value === null || value <= 0) {
+      throw new ConfigError(name, 'a positive duration such as 500ms, 30s, 5m or 24h', raw);
+    }
+    return value;
+  }
+
+  boolean(name: string, fallback: boolean): boolean {
+    const raw = this.string(name);
+    if (raw === null) return fallback;
+    if (['true', '1', 'yes', 'on'].includes(raw.toLowerCase())) return true;
+    if (['false', '0', 'no', 'off'].includes(raw.toLowerCase())) return false;
+    throw new ConfigError(name, 'true or false', raw);
+  }
+
+  oneOf<T extends string>(name: string, allowed: readonly T[], fallback: T): T {
+    const raw = this.string(name);
+    if (raw === null) return fallback;
+    if (!(allowed as readonly string[]).includes(raw)) {
+      throw new ConfigError(name, `one of ${allowed.join(', ')}`, raw);
+    }
+    return raw as T;
+  }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

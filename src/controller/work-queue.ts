@@ -1,0 +1,187 @@
+import PQueue from 'p-queue';
+import { KeyBackoff } from './backoff.js';
+
+export type HandleResult = { readonly requeueAfterMs?: number | null } | void;
+
+export interface WorkQueueOptions {
+  /** Max keys processed at once. */
+  readonly concurrency: number;
+  readonly handle: (key: string, trigger: string) => Promise<HandleResult>;
+  /**
+   * Called after `handle` throws, with the delay before the retry and the key's consecutive failures.
+   * `retryInMs` is 0 when the key was re-added while it ran, since it then runs again at once.
+   */
+  readonly onError?: (key: string, err: unknown, retryInMs: number, failures: number) => void;
+  /** First retry delay. Default 5 ms, as client-go's default item rate limiter. */
+  readonly baseBackoffMs?: number;
+  /** Retry delay cap. Default 60 s: a broken key still gets looked at every minute. */
+  readonly maxBackoffMs?: number;
+}
+
+interface Timer {
+  readonly dueAt: number;
+  readonly handle: NodeJS.Timeout;
+}
+
+/**
+ * A keyed work queue with client-go workqueue semantics.
+ *
+ * - A waiting key is held once; re-adding it keeps its place and its first trigger label
+ *   (the label is only for logs: handlers are level-triggered and must not depend on it).
+ * - A key in flight is never handed to a second worker; adds meanwhile mark it dirty and it is queued once more
+ *   after, at once, instead of any requeue or retry delay that run asked for.
+ * - A plain `add` cancels a pending `addAfter` for that key: the reconcile it causes re-derives any timed work
+ *   and returns `requeueAfterMs` again if it still needs it. Of several `addAfter`s the earliest wins.
+ * - Keys are processed in FIFO order of the add that put them in the waiting list.
+ */
+export class WorkQueue {
+  /** Waiting keys → trigger; Map keeps insertion order, which is the FIFO. */
+  readonly #waiting = new Map<string, string>();
+  readonly #processing = new Set<string>();
+  /** In-flight keys re-added while running → trigger for their next run. */
+  readonly #dirty = new Map<string, string>();
+  readonly #timers = new Map<string, Timer>();
+  readonly #backoff: KeyBackoff;
+  readonly #workers: PQueue;
+  readonly #idleWaiters: Array<() => void> = [];
+  #closed = false;
+
+  constructor(private readonly options: WorkQueueOptions) {
+    this.#backoff = new KeyBackoff(options.baseBackoffMs ?? 5, options.maxBackoffMs ?? 60_000);
+    this.#workers = new PQueue({ concurrency: options.concurrency });
+  }
+
+  add(key: string, trigger = 'add'): void {
+    if (this.#closed) return;
+    this.#cancelTimer(key);
+    if (this.#processing.has(key)) {
+      if (!this.#dirty.has(key)) this.#dirty.set(key, trigger);
+      return;
+    }
+    if (this.#waiting.has(key)) return;
+    this.#enqueue(key, trigger);
+  }
+
+  addAfter(key: string, delayMs: number, trigger = 'delayed'): void {
+    if (this.#closed) return;
+    if (!(delayMs > 0)) {
+      this.add(key, trigger);
+      return;
+    }
+    const dueAt = Date.now() + delayMs;
+    const existing = this.#timers.get(key);
+    if (existing && existing.dueAt <= dueAt) return;
+    if (existing) clearTimeout(existing.handle);
+    const handle = setTimeout(() => {
+      this.#timers.delete(key);
+      this.add(key, trigger);
+    }, delayMs);
+    this.#timers.set(key, { dueAt, handle });
+  }
+
+  /** Keys waiting to be processed (not in flight, not scheduled for later). */
+  get size(): number {
+    return this.#waiting.size;
+  }
+
+  get inFlight(): number {
+    return this.#processing.size;
+  }
+
+  /** Keys with a pending `addAfter` (requeue or retry). */
+  get scheduled(): number {
+    return this.#timers.size;
+  }
+
+  /** Consecutive failures of `key` since its last success. */
+  failures(key: string): number {
+    return this.#backoff.failures(key);
+  }
+
+  /**
+   * Stops taking keys, drops waiting and scheduled ones and resolves once in-flight handlers finish.
+   * Their outcomes are discarded: no requeue, no retry, no onError (the caller sees shutdown errors elsewhere).
+   */
+  async shutdown(): Promise<void> {
+    this.#closed = true;
+    for (const timer of this.#timers.values()) clearTimeout(timer.handle);
+    this.#timers.clear();
+    this.#waiting.clear();
+    this.#dirty.clear();
+    this.#backoff.clear();
+    this.#workers.clear();
+    await this.#workers.onIdle();
+    this.#notifyIfIdle();
+  }
+
+  onIdle(): Promise<void> {
+    if (this.#isIdle()) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #enqueue(key: string, trigger: string): void {
+    this.#waiting.set(key, trigger);
+    // One p-queue task per waiting key; the task takes whichever key is at the head when it starts, which keeps FIFO
+    // order even though keys re-queued after running get a fresh task.
+    void this.#workers.add(() => this.#runNext());
+  }
+
+  async #runNext(): Promise<void> {
+    const head = this.#waiting.entries().next();
+    if (head.done) return; // dropped by shutdown
+    const [key, trigger] = head.value;
+    this.#waiting.delete(key);
+    this.#processing.add(key);
+    let outcome: { ok: true; result: HandleResult } | { ok: false; err: unknown };
+    try {
+      outcome = { ok: true, result: await this.options.handle(key, trigger) };
+    } catch (err) {
+      outcome = { ok: false, err };
+    }
+    this.#processing.delete(key);
+    this.#finish(key, outcome);
+    this.#notifyIfIdle();
+  }
+
+  #finish(key: string, outcome: { ok: true; result: HandleResult } | { ok: false; err: unknown }): void {
+    if (this.#closed) return;
+    // A dirty key runs again at once, so it needs no timer: that run re-derives its own requeue or retry,
+    // as a plain add would.
+    const dirtyTrigger = this.#dirty.get(key);
+    if (dirtyTrigger !== undefined) {
+      this.#dirty.delete(key);
+      this.#enqueue(key, dirtyTrigger);
+    }
+    const rerunning = dirtyTrigger !== undefined;
+    if (outcome.ok) {
+      this.#backoff.forget(key);
+      const after = outcome.result?.requeueAfterMs;
+      if (after != null && !rerunning) this.addAfter(key, after, 'requeue');
+      return;
+    }
+    // The failure still counts when the key reruns now, so a key that keeps failing keeps backing off.
+    const { delayMs, failures } = this.#backoff.next(key);
+    if (!rerunning) this.addAfter(key, delayMs, 'retry');
+    try {
+      this.options.onError?.(key, outcome.err, rerunning ? 0 : delayMs, failures);
+    } catch {
+      // A throwing observer must not wedge the key: its retry is already scheduled.
+    }
+  }
+
+  #cancelTimer(key: string): void {
+    const timer = this.#timers.get(key);
+    if (!timer) return;
+    clearTimeout(timer.handle);
+    this.#timers.delete(key);
+  }
+
+  #isIdle(): boolean {
+    return this.#waiting.size === 0 && this.#processing.size === 0 && this.#timers.size === 0;
+  }
+
+  #notifyIfIdle(): void {
+    if (!this.#isIdle()) return;
+    for (const resolve of this.#idleWaiters.splice(0)) resolve();
+  }
+}

@@ -1,0 +1,31 @@
+import path from 'node:path';
+import type { Config } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { Database } from './database.js';
+import { lockDataDir } from './data-dir-lock.js';
+import { openPglite } from './pglite.js';
+import { openPostgres } from './postgres.js';
+
+/** PostgreSQL when DATABASE_URL is set, otherwise PGlite in the data directory (locked while open). */
+export async function openDatabase(config: Config, logger: Logger, applicationName?: string): Promise<Database> {
+  if (config.databaseUrl !== null) {
+    return openPostgres({ url: config.databaseUrl, poolMax: config.dbPoolMax, logger, applicationName });
+  }
+  const lock = lockDataDir(config.dataDir);
+  try {
+    const database = await openPglite(path.join(config.dataDir, 'pgdata'));
+    return {
+      ...database,
+      async close() {
+        try {
+          await database.close();
+        } finally {
+          lock.release();
+        }
+      },
+    };
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}

@@ -1,0 +1,116 @@
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
+import type { DeploymentStatus, NodeStatus, ReplicaStatus } from '../domain/types.js';
+
+/** Row types, as the database holds them. Domain values (src/domain/types.ts) are kept apart. */
+
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+
+export interface UsersTable {
+  id: Generated<string>;
+  subject: string;
+  username: string | null;
+  created_at: Timestamp;
+}
+
+export interface NodesTable {
+  id: Generated<string>;
+  name: string;
+  status: ColumnType<NodeStatus, NodeStatus | undefined, NodeStatus>;
+  cpu_cores: number;
+  memory_mb: number;
+  gpu_units: ColumnType<number, number | undefined, number>;
+  storage_gb: number;
+  labels: ColumnType<Record<string, string>, string | undefined, string>;
+  last_heartbeat_at: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface DeploymentsTable {
+  id: Generated<string>;
+  name: string;
+  user_id: string;
+  container_image: string;
+  status: ColumnType<DeploymentStatus, DeploymentStatus | undefined, DeploymentStatus>;
+  target_replicas: ColumnType<number, number | undefined, number>;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  deleted_at: NullableTimestamp;
+  generation: ColumnType<number, number | undefined, number>;
+  status_reason: string | null;
+  restart_count: ColumnType<number, number | undefined, number>;
+  backoff_until: NullableTimestamp;
+  ever_running: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+export interface DeploymentResourcesTable {
+  id: Generated<string>;
+  deployment_id: string;
+  cpu_cores: number;
+  memory_mb: number;
+  gpu_units: ColumnType<number, number | undefined, number>;
+  storage_gb: number;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+export interface DeploymentReplicasTable {
+  id: Generated<string>;
+  deployment_id: string;
+  node_id: string | null;
+  status: ColumnType<ReplicaStatus, ReplicaStatus | undefined, ReplicaStatus>;
+  container_id: string | null;
+  started_at: NullableTimestamp;
+  stopped_at: NullableTimestamp;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  reason: string | null;
+  replaced: ColumnType<boolean, boolean | undefined, boolean>;
+}
+
+export interface DeploymentStatusHistoryTable {
+  id: Generated<string>;
+  deployment_id: string;
+  old_status: string;
+  new_status: string;
+  changed_by: string | null;
+  changed_at: Timestamp;
+  reason: string | null;
+}
+
+export interface LeaderLeaseTable {
+  name: string;
+  leader_id: string;
+  term: ColumnType<number, number, number>;
+  elected_at: Timestamp;
+  renewed_at: Timestamp;
+  expires_at: Timestamp;
+}
+
+export interface MigrationsTable {
+  version: string;
+  name: string;
+  applied_at: Timestamp;
+}
+
+export interface Tables {
+  users: UsersTable;
+  nodes: NodesTable;
+  deployments: DeploymentsTable;
+  deployment_resources: DeploymentResourcesTable;
+  deployment_replicas: DeploymentReplicasTable;
+  deployment_status_history: DeploymentStatusHistoryTable;
+  steady_leader: LeaderLeaseTable;
+  steady_migrations: MigrationsTable;
+}
+
+export type UserRow = Selectable<UsersTable>;
+export type NodeRow = Selectable<NodesTable>;
+export type DeploymentRow = Selectable<DeploymentsTable>;
+export type DeploymentResourcesRow = Selectable<DeploymentResourcesTable>;
+export type ReplicaRow = Selectable<DeploymentReplicasTable>;
+export type HistoryRow = Selectable<DeploymentStatusHistoryTable>;
+export type NewReplica = Insertable<DeploymentReplicasTable>;
+export type NewHistory = Insertable<DeploymentStatusHistoryTable>;
+export type DeploymentUpdate = Updateable<DeploymentsTable>;

@@ -1,0 +1,72 @@
+import type { TestProject } from 'vitest/node';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import pino from 'pino';
+import { openPostgres } from '../../src/db/postgres.js';
+import { Migrator } from '../../src/db/migrator.js';
+import { openPglite } from '../../src/db/pglite.js';
+import { startPostgresServer, type PostgresServer } from './postgres-server.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+    pgTemplate: string;
+    pgliteTemplate: string;
+  }
+}
+
+/**
+ * Starts one PostgreSQL server for the whole run (or uses DATABASE_URL), and migrates a template
+ * database once; every test file clones it (CREATE DATABASE … TEMPLATE), which takes milliseconds.
+ */
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  let server: PostgresServer | null = null;
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    server = await startPostgresServer();
+    adminUrl = server.url;
+  }
+  const template = `steady_template_${process.pid}`;
+  await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${template}`);
+  await adminQuery(adminUrl, `CREATE DATABASE ${template}`);
+  const database = openPostgres({ url: withDatabase(adminUrl, template), poolMax: 2, logger: pino({ level: 'silent' }) });
+  await new Migrator(database).up();
+  await database.close();
+
+  // PGlite's initdb costs seconds; a migrated data directory dumped once loads in under one.
+  const pglite = await openPglite(null);
+  await new Migrator(pglite).up();
+  const pgliteTemplate = path.join(os.tmpdir(), `steady-pglite-template-${process.pid}.tar`);
+  fs.writeFileSync(pgliteTemplate, Buffer.from(await (await pglite.dump()).arrayBuffer()));
+  await pglite.close();
+
+  project.provide('pgAdminUrl', adminUrl);
+  project.provide('pgliteTemplate', pgliteTemplate);
+  project.provide('pgTemplate', template);
+  return async () => {
+    fs.rmSync(pgliteTemplate, { force: true });
+    if (server) {
+      await server.destroy();
+    } else {
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${template} WITH (FORCE)`).catch(() => undefined);
+    }
+  };
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function adminQuery(url: string, text: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
