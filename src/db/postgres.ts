@@ -48,6 +48,8 @@ export function openPostgres(options: PostgresOptions): Database {
     listen: (channels, handlers) => listenPostgres(options, channels, handlers),
     async close() {
       await db.destroy();
+      // Kysely ends the pool only if it ever ran a query itself; session() uses the pool directly.
+      if (!pool.ended) await pool.end();
     },
   };
 }

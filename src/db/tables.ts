@@ -25,6 +25,11 @@ export interface NodesTable {
   last_heartbeat_at: NullableTimestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
+  /** Kept by triggers (migration 0003); NUMERIC/BIGINT come back as strings: cast when selecting. */
+  allocated_cpu_cores: ColumnType<string, never, never>;
+  allocated_memory_mb: ColumnType<string, never, never>;
+  allocated_gpu_units: ColumnType<string, never, never>;
+  allocated_storage_gb: ColumnType<string, never, never>;
 }
 
 export interface DeploymentsTable {

@@ -13,7 +13,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -38,14 +38,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(1);
-      expect(down.map((s) => s.version)).toEqual(['0002']);
+      const down = await migrator.down(2);
+      expect(down.map((s) => s.version)).toEqual(['0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await migrator.isCurrent()).toBe(false);
 
@@ -72,7 +72,7 @@ describeBackends(
       expect(await tables()).not.toContain('half_done');
       const state = await migrator.status();
       expect(state.find((s) => s.version === '0099')?.appliedAt).toBeNull();
-      expect(state.find((s) => s.version === '0002')?.appliedAt).not.toBeNull();
+      expect(state.find((s) => s.version === '0003')?.appliedAt).not.toBeNull();
       // The session is usable again afterwards.
       expect(await new Migrator(t().database).isCurrent()).toBe(true);
     });

@@ -34,6 +34,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const database = openPostgres({ url: withDatabase(adminUrl, template), poolMax: 2, logger: pino({ level: 'silent' }) });
   await new Migrator(database).up();
   await database.close();
+  // No connections to the template from now on (autovacuum included), so cloning never waits for one.
+  await adminQuery(adminUrl, `ALTER DATABASE ${template} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
 
   // PGlite's initdb costs seconds; a migrated data directory dumped once loads in under one.
   const pglite = await openPglite(null);
@@ -50,6 +52,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     if (server) {
       await server.destroy();
     } else {
+      await adminQuery(adminUrl, `ALTER DATABASE ${template} WITH IS_TEMPLATE false`).catch(() => undefined);
       await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${template} WITH (FORCE)`).catch(() => undefined);
     }
   };

@@ -1,0 +1,220 @@
+import { sql } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Context } from '../../src/context.js';
+import { Controller } from '../../src/controller/controller.js';
+import { BACKENDS, createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { testContext } from '../support/context.js';
+import {
+  agentsTick,
+  deploymentStatus,
+  driftedAllocations,
+  heartbeat,
+  insertDeployment,
+  insertNode,
+  overcommittedNodes,
+  replicaCounts,
+  setDeploymentStatus,
+  setTarget,
+  softDelete,
+} from '../support/fixtures.js';
+
+const WAIT = { timeout: 10_000, interval: 20 };
+
+for (const backend of BACKENDS) {
+  describe(`controller [${backend}]`, () => {
+    let testDb: TestDatabase | null = null;
+    let controller: Controller | null = null;
+
+    const setUp = async (env: Record<string, string> = {}): Promise<Context> => {
+      testDb = await createTestDatabase(backend);
+      const ctx = testContext(testDb.database, env);
+      controller = new Controller(ctx);
+      await controller.start();
+      return ctx;
+    };
+
+    afterEach(async () => {
+      await controller?.stop();
+      controller = null;
+      if (testDb) {
+        expect(await overcommittedNodes(testDb.database.db)).toEqual([]);
+        expect(await driftedAllocations(testDb.database.db)).toEqual([]);
+        await testDb.destroy();
+      }
+      testDb = null;
+    });
+
+    it('scales 0 → 3 → 5 → 2 → 4 through NOTIFY, spreading replicas and recording each status', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      const nodes = [await insertNode(db), await insertNode(db), await insertNode(db)];
+      const id = await insertDeployment(db, { target: 3 });
+
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(3);
+      expect(Object.values((await replicaCounts(db, id)).byNode).sort()).toEqual([1, 1, 1]);
+      expect((await deploymentStatus(db, id)).status).toBe('scheduled');
+      await agentsTick(db);
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+
+      for (const target of [5, 2, 4]) {
+        await setTarget(db, id, target);
+        await expect.poll(async () => (await replicaCounts(db, id)).active, WAIT).toBe(target);
+        await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(target);
+        await agentsTick(db);
+        await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+        const counts = await replicaCounts(db, id);
+        expect(counts.running).toBe(target);
+        const perNode = nodes.map((n) => counts.byNode[n] ?? 0);
+        expect(Math.max(...perNode) - Math.min(...perNode)).toBeLessThanOrEqual(1);
+      }
+      const history = await db
+        .selectFrom('deployment_status_history')
+        .select(['old_status', 'new_status', 'changed_by'])
+        .where('deployment_id', '=', id)
+        .orderBy('changed_at')
+        .execute();
+      expect(history[0]).toMatchObject({ old_status: 'none', new_status: 'pending' });
+      expect(history.slice(1, 3).map((h) => `${h.old_status}→${h.new_status}`)).toEqual(['pending→scheduled', 'scheduled→running']);
+      expect(history.every((h) => h.changed_by === null || h.old_status === 'none')).toBe(true);
+    });
+
+    it('stops every replica of a stopped deployment, brings them back on start, and stops them on delete', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      await insertNode(db);
+      await insertNode(db);
+      const id = await insertDeployment(db, { target: 4 });
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(4);
+      await agentsTick(db);
+
+      await setDeploymentStatus(db, id, 'stopped');
+      await expect.poll(async () => (await replicaCounts(db, id)).active, WAIT).toBe(0);
+      expect((await replicaCounts(db, id)).stopping).toBe(4);
+      await agentsTick(db);
+      expect((await replicaCounts(db, id)).stopping).toBe(0);
+
+      await setDeploymentStatus(db, id, 'pending');
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(4);
+      await agentsTick(db);
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+
+      await softDelete(db, id);
+      await expect.poll(async () => (await replicaCounts(db, id)).active, WAIT).toBe(0);
+      expect((await deploymentStatus(db, id)).status).toBe('deleted');
+    });
+
+    it('replaces failed replicas after a back-off, and fails a deployment that never runs', async () => {
+      const { database } = await setUp({ STEADY_BACKOFF_BASE: '300ms', STEADY_FAILURE_THRESHOLD: '3' });
+      const db = database.db;
+      await insertNode(db);
+      const id = await insertDeployment(db, { target: 1 });
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(1);
+
+      const failActive = async () => {
+        const failedAt = Date.now();
+        await sql`UPDATE deployment_replicas SET status = 'failed', reason = 'exit 1' WHERE deployment_id = ${id} AND status = 'pending'`.execute(db);
+        return failedAt;
+      };
+      let failedAt = await failActive();
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(1);
+      const firstDelay = Date.now() - failedAt;
+      expect(firstDelay).toBeGreaterThanOrEqual(250);
+      expect((await deploymentStatus(db, id)).status).toBe('scheduled');
+
+      failedAt = await failActive();
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(1);
+      expect(Date.now() - failedAt).toBeGreaterThanOrEqual(550); // doubled
+
+      await failActive();
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('failed');
+      expect((await deploymentStatus(db, id)).status_reason).toMatch(/CrashLoopBackOff/);
+      expect((await replicaCounts(db, id)).active).toBe(0);
+    });
+
+    it('leaves replicas unscheduled with a reason when nothing fits, and binds them when a node arrives', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      await insertNode(db, { memoryMb: 2048 });
+      const id = await insertDeployment(db, { target: 3, memoryMb: 1024 });
+      await expect.poll(async () => (await replicaCounts(db, id)).active, WAIT).toBe(3);
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(2);
+      const { status, status_reason } = await deploymentStatus(db, id);
+      expect(status).toBe('pending');
+      expect(status_reason).toMatch(/^Unschedulable: 0\/1 nodes are available: 1 insufficient memory/);
+      const reasons = await db.selectFrom('deployment_status_history').select('reason').where('deployment_id', '=', id).execute();
+      expect(reasons.filter((r) => r.reason?.startsWith('Unschedulable')).length).toBeLessThanOrEqual(1);
+
+      await insertNode(db, { memoryMb: 4096 });
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(3);
+      expect((await deploymentStatus(db, id)).status).toBe('scheduled');
+    });
+
+    it('marks a silent node not_ready, then moves its replicas after the eviction timeout', async () => {
+      const { database } = await setUp({ STEADY_NODE_GRACE_PERIOD: '600ms', STEADY_NODE_EVICTION_TIMEOUT: '600ms' });
+      const db = database.db;
+      const alive = await insertNode(db, { name: 'alive' });
+      const doomed = await insertNode(db, { name: 'doomed' });
+      const id = await insertDeployment(db, { target: 2 });
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(2);
+      await agentsTick(db);
+      const keepAlive = setInterval(() => void heartbeat(db, [alive]).catch(() => undefined), 100);
+      try {
+        const silentSince = Date.now();
+        await expect.poll(async () => (await db.selectFrom('nodes').select('status').where('id', '=', doomed).executeTakeFirstOrThrow()).status, WAIT).toBe('not_ready');
+        expect((await replicaCounts(db, id)).byNode[doomed]).toBe(1); // not before the eviction timeout
+        await expect.poll(async () => (await replicaCounts(db, id)).byNode[alive], WAIT).toBe(2);
+        expect(Date.now() - silentSince).toBeGreaterThanOrEqual(1_000);
+        const lost = await db.selectFrom('deployment_replicas').select(['status', 'reason']).where('node_id', '=', doomed).execute();
+        expect(lost).toEqual([{ status: 'failed', reason: 'NodeLost' }]);
+        expect((await db.selectFrom('deployments').select('restart_count').where('id', '=', id).executeTakeFirstOrThrow()).restart_count).toBe(0);
+
+        await heartbeat(db, [doomed]);
+        expect((await db.selectFrom('nodes').select('status').where('id', '=', doomed).executeTakeFirstOrThrow()).status).toBe('ready');
+      } finally {
+        clearInterval(keepAlive);
+      }
+    });
+
+    it('moves replicas off a draining node and places nothing on a cordoned one', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      const a = await insertNode(db);
+      const b = await insertNode(db);
+      const id = await insertDeployment(db, { target: 4, cpu: 0.5 });
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(4);
+      await db.updateTable('nodes').set({ status: 'draining' }).where('id', '=', a).execute();
+      await expect.poll(async () => (await replicaCounts(db, id)).byNode[b], WAIT).toBe(4);
+      expect((await replicaCounts(db, id)).byNode[a]).toBeUndefined();
+
+      await db.updateTable('nodes').set({ status: 'cordoned' }).where('id', '=', a).execute();
+      await setTarget(db, id, 6);
+      await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(6);
+      expect((await replicaCounts(db, id)).byNode[a]).toBeUndefined();
+    });
+
+    it('deletes terminal replica rows past the retention window, and nothing else', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      const id = await insertDeployment(db, { target: 1 });
+      await setDeploymentStatus(db, id, 'stopped');
+      const old = new Date(Date.now() - 25 * 3_600_000);
+      const inserted = await db
+        .insertInto('deployment_replicas')
+        .values([
+          { deployment_id: id, status: 'stopped', updated_at: old },
+          { deployment_id: id, status: 'failed', updated_at: old, replaced: true },
+          { deployment_id: id, status: 'stopped', updated_at: new Date(Date.now() - 23 * 3_600_000) },
+          { deployment_id: id, status: 'running', updated_at: old },
+        ])
+        .returning('id')
+        .execute();
+      await controller!.stop();
+      controller = new Controller(testContext(database));
+      await controller.start(); // retention runs at start, then every minute
+      const remaining = async () =>
+        (await db.selectFrom('deployment_replicas').select('id').where('id', 'in', inserted.map((r) => r.id)).execute()).map((r) => r.id);
+      await expect.poll(remaining, WAIT).toHaveLength(2);
+      expect((await remaining()).sort()).toEqual([inserted[2]!.id, inserted[3]!.id].sort());
+    });
+  });
+}
