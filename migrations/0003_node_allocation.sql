@@ -22,6 +22,12 @@ CREATE FUNCTION steady_apply_allocation(deltas JSONB) RETURNS void LANGUAGE plpg
 DECLARE
     over TEXT;
 BEGIN
+    IF deltas IS NULL OR jsonb_array_length(deltas) = 0 THEN
+        RETURN;
+    END IF;
+    -- Lock the nodes in id order first: concurrent writers then queue instead of deadlocking.
+    PERFORM 1 FROM nodes WHERE id IN (SELECT (e->>'node_id')::uuid FROM jsonb_array_elements(deltas) e)
+        ORDER BY id FOR UPDATE;
     WITH d AS (
         SELECT (e->>'node_id')::uuid AS node_id, (e->>'cpu')::numeric AS cpu, (e->>'mem')::bigint AS mem,
                (e->>'gpu')::bigint AS gpu, (e->>'sto')::bigint AS sto

@@ -64,21 +64,45 @@ export async function setTarget(db: Db, id: string, target: number): Promise<voi
   await sql`UPDATE deployments SET target_replicas = ${target}, generation = generation + 1, updated_at = now() WHERE id = ${id}`.execute(db);
 }
 
-export async function setDeploymentStatus(db: Db, id: string, status: 'stopped' | 'pending'): Promise<void> {
-  await sql`UPDATE deployments SET status = ${status}::deploymentstatus, generation = generation + 1, restart_count = 0, backoff_until = NULL
-            WHERE id = ${id}`.execute(db);
+/** A user's status change, as the API makes it: under the row lock, with its history row. */
+export async function setDeploymentStatus(db: Db, id: string, status: 'stopped' | 'pending' | 'deleted'): Promise<void> {
+  await db.transaction().execute(async (tx) => {
+    const { rows } = await sql<{ status: string }>`SELECT status FROM deployments WHERE id = ${id} FOR UPDATE`.execute(tx);
+    const old = rows[0]?.status;
+    if (!old || old === status || old === 'deleted') return;
+    if (status === 'pending' && !['stopped', 'failed'].includes(old)) return;
+    await sql`UPDATE deployments SET status = ${status}::deploymentstatus, generation = generation + 1, restart_count = 0,
+              backoff_until = NULL, deleted_at = CASE WHEN ${status} = 'deleted' THEN now() ELSE deleted_at END
+              WHERE id = ${id}`.execute(tx);
+    await sql`INSERT INTO deployment_status_history (deployment_id, old_status, new_status, reason, changed_at)
+              VALUES (${id}, ${old}, ${status}, 'by the user', clock_timestamp())`.execute(tx);
+  });
 }
 
-export async function softDelete(db: Db, id: string): Promise<void> {
-  await sql`UPDATE deployments SET status = 'deleted', deleted_at = now(), generation = generation + 1 WHERE id = ${id}`.execute(db);
-}
+export const softDelete = (db: Db, id: string): Promise<void> => setDeploymentStatus(db, id, 'deleted');
 
 /** The agents' side, for every node at once: start what is placed, finish what is stopping. */
 export async function agentsTick(db: Db): Promise<void> {
-  await sql`UPDATE deployment_replicas SET status = 'running', started_at = now(), updated_at = now()
-            WHERE status IN ('pending', 'starting') AND node_id IS NOT NULL`.execute(db);
-  await sql`UPDATE deployment_replicas SET status = 'stopped', stopped_at = now(), updated_at = now()
-            WHERE status = 'stopping'`.execute(db);
+  await retryDeadlock(() =>
+    sql`UPDATE deployment_replicas SET status = 'running', started_at = now(), updated_at = now()
+        WHERE status IN ('pending', 'starting') AND node_id IS NOT NULL`.execute(db),
+  );
+  await retryDeadlock(() =>
+    sql`UPDATE deployment_replicas SET status = 'stopped', stopped_at = now(), updated_at = now()
+        WHERE status = 'stopping'`.execute(db),
+  );
+}
+
+/** A bulk update across many nodes may deadlock with a reconcile; like any client, try again. */
+async function retryDeadlock(fn: () => Promise<unknown>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await fn();
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '40P01' || attempt >= 10) throw err;
+    }
+  }
 }
 
 export async function heartbeat(db: Db, nodeIds: readonly string[]): Promise<void> {

@@ -156,6 +156,8 @@ export async function applyPlanRows(tx: Tx, deploymentId: string, plan: Plan, re
           new_status: h.newStatus,
           reason: h.reason.slice(0, 500),
           changed_by: null,
+          // The time of the change under the row lock, not of BEGIN: orders history as the locks did.
+          changed_at: sql<Date>`clock_timestamp()`,
         })),
       )
       .execute();
