@@ -2,12 +2,23 @@ import { ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/data-dir-lock.js';
 import { MigrationError } from './db/migrator.js';
 import { createLogger } from './logger.js';
+import { runAgent } from './cli/agent.js';
+import { runDev } from './cli/dev.js';
 import { runMigrate } from './cli/migrate.js';
+import { runServe } from './cli/serve.js';
+import { runToken } from './cli/token.js';
 
 const USAGE = `usage: steady <command> [options]
 
 commands:
+  dev                              everything in one process, embedded database, simulated nodes
+  serve [--role api|controller|all] [--migrate]
+                                   production daemon against DATABASE_URL
+  agent --simulate --api URL       simulated node agents
+  token --sub NAME [--role R]      print a JWT signed with JWT_SECRET
   migrate up|down [N]|status|sql   manage the database schema
+
+Run \`steady <command> --help\` for a command's options.
 `;
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -19,6 +30,14 @@ async function main(argv: readonly string[]): Promise<number> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   switch (command) {
+    case 'dev':
+      return runDev(args, config, logger);
+    case 'serve':
+      return runServe(args, config, logger);
+    case 'agent':
+      return runAgent(args, config, logger);
+    case 'token':
+      return runToken(args, config);
     case 'migrate':
       return runMigrate(args, config, logger);
     default:
@@ -29,7 +48,8 @@ async function main(argv: readonly string[]): Promise<number> {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    process.exitCode = code;
+    // Everything was closed in order; a handle some library forgot must not keep the process alive.
+    process.exit(code);
   },
   (err: unknown) => {
     const known = err instanceof ConfigError || err instanceof DataDirLockedError || err instanceof MigrationError;

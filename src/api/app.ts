@@ -1,0 +1,69 @@
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
+import type { Context } from '../context.js';
+import { Migrator } from '../db/migrator.js';
+import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from './auth.js';
+import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
+import { requestLog } from './request-log.js';
+import { registerDeploymentRoutes } from './routes/deployments.js';
+import { registerNodeRoutes } from './routes/nodes.js';
+import { registerOpsRoutes, type Readiness } from './routes/ops.js';
+
+export interface AppOptions {
+  /** Largest request body accepted on /api/*; 64 KiB by default. */
+  readonly bodyLimitBytes?: number;
+  /** /readyz answers 503 when its checks take longer; 2 s by default. */
+  readonly readinessTimeoutMs?: number;
+  /** What /readyz asks about migrations; the package's Migrator by default. */
+  readonly readiness?: Readiness;
+  /** How many subject → user id mappings to keep in memory; 10 000 by default. */
+  readonly userCacheSize?: number;
+}
+
+export type App = OpenAPIHono<ApiEnv>;
+
+/**
+ * The HTTP API over one context. Everything it holds (the JWKS cache, the user id cache) belongs to
+ * this app instance: two apps in one process share nothing.
+ */
+export function createApp(ctx: Context, options: AppOptions = {}): App {
+  const verify = createAuthenticator(ctx.config.jwt);
+  const users = new UserDirectory(ctx.database, options.userCacheSize);
+  const readiness = options.readiness ?? new Migrator(ctx.database);
+  const app = new OpenAPIHono<ApiEnv>({ defaultHook: validationHook });
+
+  app.onError(createErrorHandler(ctx.logger));
+  app.notFound(notFoundHandler);
+  app.use('*', requestLog(ctx.logger, ctx.metrics));
+  app.use(
+    '/api/*',
+    bodyLimit({
+      maxSize: options.bodyLimitBytes ?? 64 * 1024,
+      onError: () => {
+        throw new HTTPException(413);
+      },
+    }),
+  );
+  app.use('/api/*', authenticate(verify));
+
+  registerDeploymentRoutes(app, ctx, users);
+  registerNodeRoutes(app, ctx);
+  registerOpsRoutes(app, ctx, readiness, options.readinessTimeoutMs ?? 2_000);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'HS256 with JWT_SECRET, or RS256/ES256 from JWT_JWKS_URL; `roles` may hold admin and node',
+  });
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'steady',
+      version: '0.1.0',
+      description: 'Declare deployments; watch them converge. Errors are always {"error": {code, message, details?}}.',
+    },
+  });
+  return app;
+}

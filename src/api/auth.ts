@@ -1,0 +1,153 @@
+import type { MiddlewareHandler } from 'hono';
+import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JwtConfig } from '../config.js';
+import type { Database } from '../db/database.js';
+import { ensureUser } from '../db/queries/users.js';
+import { ForbiddenError, UnauthorizedError, UnavailableError } from '../domain/errors.js';
+
+export type Role = 'admin' | 'node';
+
+/** Who is calling, as the token proves it. */
+export interface Principal {
+  /** The JWT `sub`: a user, or for the `node` role the node's name. */
+  readonly subject: string;
+  readonly roles: ReadonlySet<Role>;
+  readonly username: string | null;
+}
+
+export type ApiEnv = { Variables: { principal: Principal } };
+
+export type Authenticate = (authorization: string | undefined) => Promise<Principal>;
+
+const HMAC_ALGORITHMS = ['HS256'] as const;
+const JWKS_ALGORITHMS = ['RS256', 'ES256'] as const;
+const KNOWN_ROLES: readonly Role[] = ['admin', 'node'];
+
+/**
+ * Verifies bearer tokens with jose. The algorithm allow-list is what defeats `alg: none` and key
+ * confusion: HS256 only ever meets the shared secret, RS256/ES256 only the JWKS keys, so an HS256
+ * token "signed" with an RSA public key has no key to verify against. Refuses to build without a key
+ * source (fail at start-up, not on the first request).
+ */
+export function createAuthenticator(config: JwtConfig, options: { jwksTimeoutMs?: number } = {}): Authenticate {
+  if (config.secret === null && config.jwksUrl === null) {
+    throw new Error('authentication needs JWT_SECRET or JWT_JWKS_URL');
+  }
+  const secret = config.secret === null ? null : new TextEncoder().encode(config.secret);
+  // createRemoteJWKSet caches the key set and refetches on an unknown `kid` (rate-limited by cooldown).
+  const jwks = config.jwksUrl === null ? null : createRemoteJWKSet(new URL(config.jwksUrl), { timeoutDuration: options.jwksTimeoutMs ?? 5_000 });
+  const algorithms = [...(secret ? HMAC_ALGORITHMS : []), ...(jwks ? JWKS_ALGORITHMS : [])];
+  const getKey: JWTVerifyGetKey = async (header, token) => {
+    if (header.alg === 'HS256' && secret) return secret;
+    if (jwks && (JWKS_ALGORITHMS as readonly string[]).includes(header.alg ?? '')) return jwks(header, token);
+    throw new UnauthorizedError('token algorithm not accepted');
+  };
+
+  return async (authorization) => {
+    const match = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(authorization ?? '');
+    if (!match?.[1]) throw new UnauthorizedError('missing bearer token');
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(match[1], getKey, {
+        algorithms,
+        clockTolerance: config.clockToleranceSec,
+        requiredClaims: ['exp', 'sub'],
+        ...(config.issuer ? { issuer: config.issuer } : {}),
+        ...(config.audience ? { audience: config.audience } : {}),
+      }));
+    } catch (err) {
+      throw classifyVerifyError(err, jwks !== null);
+    }
+    return principalOf(payload);
+  };
+}
+
+function classifyVerifyError(err: unknown, usesJwks: boolean): Error {
+  if (err instanceof UnauthorizedError) return err;
+  if (err instanceof joseErrors.JWKSTimeout) return new UnavailableError('identity provider key set unavailable', err);
+  if (err instanceof joseErrors.JWTExpired) return new UnauthorizedError('token expired');
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    return new UnauthorizedError(err.claim === 'nbf' ? 'token not yet valid' : `token claim ${err.claim} rejected`);
+  }
+  if (err instanceof joseErrors.JOSEError) return new UnauthorizedError('invalid token');
+  // Not a JOSE error: with a JWKS, a failed fetch of the key set (the provider is away, not the caller wrong).
+  if (usesJwks && err instanceof TypeError && /fetch/i.test(err.message)) {
+    return new UnavailableError('identity provider key set unavailable', err);
+  }
+  // Anything else came out of parsing attacker-controlled input: still the caller's problem, never a 500.
+  return new UnauthorizedError('invalid token');
+}
+
+function principalOf(payload: JWTPayload): Principal {
+  const subject = payload.sub;
+  if (typeof subject !== 'string' || subject.length === 0 || subject.length > 255) {
+    throw new UnauthorizedError('token sub must be a non-empty string');
+  }
+  const roles = payload.roles ?? [];
+  if (!Array.isArray(roles) || !roles.every((r): r is string => typeof r === 'string')) {
+    throw new UnauthorizedError('token roles must be an array of strings');
+  }
+  const username = typeof payload.preferred_username === 'string' && payload.preferred_username.length <= 255 ? payload.preferred_username : null;
+  return {
+    subject,
+    roles: new Set(KNOWN_ROLES.filter((role) => roles.includes(role))),
+    username,
+  };
+}
+
+export function authenticate(verify: Authenticate): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    c.set('principal', await verify(c.req.header('Authorization')));
+    await next();
+  };
+}
+
+/** 403 unless the caller holds one of `roles`. */
+export function requireRole(...roles: Role[]): MiddlewareHandler<ApiEnv> {
+  return async (c, next) => {
+    const principal = c.get('principal');
+    if (!roles.some((role) => principal.roles.has(role))) {
+      throw new ForbiddenError(`requires role ${roles.join(' or ')}`);
+    }
+    await next();
+  };
+}
+
+/**
+ * Deployment routes are for people. A node-only token (role `node`, no `admin`) is an agent's
+ * credential: a leaked one must not be able to deploy, so it is refused here.
+ */
+export const requireUser: MiddlewareHandler<ApiEnv> = async (c, next) => {
+  const { roles } = c.get('principal');
+  if (roles.has('node') && !roles.has('admin')) throw new ForbiddenError('node tokens may only use the node agent routes');
+  await next();
+};
+
+/**
+ * subject → users.id, with the rows created on first use. A bounded in-process map (least recently
+ * used out) so that reads do not write, and memory stays flat however many subjects pass by.
+ */
+export class UserDirectory {
+  private readonly ids = new Map<string, string>();
+
+  constructor(
+    private readonly database: Database,
+    private readonly capacity = 10_000,
+  ) {}
+
+  async idOf(principal: Principal): Promise<string> {
+    const cached = this.ids.get(principal.subject);
+    if (cached !== undefined) {
+      this.ids.delete(principal.subject);
+      this.ids.set(principal.subject, cached);
+      return cached;
+    }
+    const id = await ensureUser(this.database.db, principal.subject, principal.username);
+    this.ids.set(principal.subject, id);
+    if (this.ids.size > this.capacity) {
+      const oldest = this.ids.keys().next().value;
+      if (oldest !== undefined) this.ids.delete(oldest);
+    }
+    return id;
+  }
+}

@@ -1,0 +1,195 @@
+import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from '../../context.js';
+import {
+  createDeployment,
+  deleteDeployment,
+  scaleDeployment,
+  startDeployment,
+  stopDeployment,
+} from '../../db/queries/deployment-commands.js';
+import { listDeployments } from '../../db/queries/deployment-list.js';
+import { loadDeploymentStatus } from '../../db/queries/deployment-status.js';
+import { NotFoundError } from '../../domain/errors.js';
+import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import { notFoundOnBadId } from '../errors.js';
+import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
+import { CreateDeploymentBody, DeploymentListSchema, DeploymentStatusSchema, ListQuery, ScaleBody, idParam } from '../schemas.js';
+import { deploymentListItemJson, deploymentStatusJson } from '../views.js';
+
+const tags = ['deployments'];
+const params = idParam('deployment');
+const statusResponse = (description: string) => jsonContent(DeploymentStatusSchema, description);
+
+const deploy = createRoute({
+  method: 'post',
+  path: '/api/deployment/deploy',
+  tags,
+  security: BEARER,
+  summary: 'Declare a deployment',
+  middleware: [requireUser] as const,
+  request: { body: jsonBody(CreateDeploymentBody) },
+  responses: { 201: statusResponse('Created; the status object'), ...errorResponses(400, 401, 403, 409, 413, 415, 422) },
+});
+
+const scale = createRoute({
+  method: 'post',
+  path: '/api/deployment/scale/{id}',
+  tags,
+  security: BEARER,
+  summary: 'Change the replica target',
+  middleware: [requireUser] as const,
+  request: { params, body: jsonBody(ScaleBody) },
+  responses: { 200: statusResponse('The status object'), ...errorResponses(400, 401, 403, 404, 413, 415, 422) },
+});
+
+const status = createRoute({
+  method: 'get',
+  path: '/api/deployment/status/{id}',
+  tags,
+  security: BEARER,
+  summary: 'Desired and observed state, health and recent history',
+  middleware: [requireUser] as const,
+  request: { params },
+  responses: { 200: statusResponse('The status object'), ...errorResponses(401, 403, 404) },
+});
+
+const list = createRoute({
+  method: 'get',
+  path: '/api/deployment/list',
+  tags,
+  security: BEARER,
+  summary: "The caller's deployments, newest first, keyset-paginated",
+  middleware: [requireUser] as const,
+  request: { query: ListQuery },
+  responses: { 200: jsonContent(DeploymentListSchema, 'One page'), ...errorResponses(401, 403, 422) },
+});
+
+const remove = createRoute({
+  method: 'delete',
+  path: '/api/deployment/{id}',
+  tags,
+  security: BEARER,
+  summary: 'Soft-delete; the controller stops the replicas',
+  middleware: [requireUser] as const,
+  request: { params },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(401, 403, 404) },
+});
+
+const stop = createRoute({
+  method: 'post',
+  path: '/api/deployment/{id}/stop',
+  tags,
+  security: BEARER,
+  summary: 'Stop every replica (idempotent)',
+  middleware: [requireUser] as const,
+  request: { params },
+  responses: { 200: statusResponse('The status object'), ...errorResponses(401, 403, 404) },
+});
+
+const start = createRoute({
+  method: 'post',
+  path: '/api/deployment/{id}/start',
+  tags,
+  security: BEARER,
+  summary: 'Start a stopped or failed deployment again (idempotent)',
+  middleware: [requireUser] as const,
+  request: { params },
+  responses: { 200: statusResponse('The status object'), ...errorResponses(401, 403, 404) },
+});
+
+export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory): void {
+  const db = ctx.database.db;
+  const statusJson = async (userId: string, id: string) => {
+    const record = await loadDeploymentStatus(db, userId, id);
+    // Deleted between the command's commit and this read (another request): as gone as it gets.
+    if (!record) throw new NotFoundError('deployment');
+    return deploymentStatusJson(record);
+  };
+  const hook = notFoundOnBadId('deployment');
+
+  app.openapi(
+    deploy,
+    async (c) => {
+      const body = c.req.valid('json');
+      const userId = await users.idOf(c.get('principal'));
+      const id = await createDeployment(db, userId, {
+        name: body.name,
+        containerImage: body.container_image,
+        targetReplicas: body.target_replicas,
+        resources: {
+          cpuCores: body.resources.cpu_cores,
+          memoryMb: body.resources.memory_mb,
+          gpuUnits: body.resources.gpu_units,
+          storageGb: body.resources.storage_gb,
+        },
+      });
+      return c.json(await statusJson(userId, id), 201, { Location: `/api/deployment/status/${id}` });
+    },
+    hook,
+  );
+
+  app.openapi(
+    scale,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const userId = await users.idOf(c.get('principal'));
+      await scaleDeployment(db, userId, id, c.req.valid('json').target_replicas);
+      return c.json(await statusJson(userId, id), 200);
+    },
+    hook,
+  );
+
+  app.openapi(
+    status,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      return c.json(await statusJson(await users.idOf(c.get('principal')), id), 200);
+    },
+    hook,
+  );
+
+  app.openapi(
+    list,
+    async (c) => {
+      const query = c.req.valid('query');
+      const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
+      const userId = await users.idOf(c.get('principal'));
+      const page = await listDeployments(db, userId, { limit: query.limit, after });
+      return c.json({ items: page.items.map(deploymentListItemJson), next_cursor: page.next ? encodeCursor(page.next) : null }, 200);
+    },
+    hook,
+  );
+
+  app.openapi(
+    remove,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      await deleteDeployment(db, await users.idOf(c.get('principal')), id);
+      return c.body(null, 204);
+    },
+    hook,
+  );
+
+  app.openapi(
+    stop,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const userId = await users.idOf(c.get('principal'));
+      await stopDeployment(db, userId, id);
+      return c.json(await statusJson(userId, id), 200);
+    },
+    hook,
+  );
+
+  app.openapi(
+    start,
+    async (c) => {
+      const { id } = c.req.valid('param');
+      const userId = await users.idOf(c.get('principal'));
+      await startDeployment(db, userId, id);
+      return c.json(await statusJson(userId, id), 200);
+    },
+    hook,
+  );
+}

@@ -1,0 +1,146 @@
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { ConflictError, NotFoundError } from '../../domain/errors.js';
+import type { DeploymentStatus, Resources } from '../../domain/types.js';
+import type { Tables } from '../tables.js';
+import { insertHistory } from './history.js';
+
+/**
+ * The user's commands on a deployment. Each is one transaction that first locks the deployment row
+ * (`FOR UPDATE`), so it serialises with the controller's reconcile of the same deployment, which
+ * takes the same lock. The NOTIFY triggers on `deployments` wake the controller after commit.
+ */
+
+export interface DeploymentSpec {
+  readonly name: string;
+  readonly containerImage: string;
+  readonly targetReplicas: number;
+  readonly resources: Resources;
+}
+
+/** Whether a command changed anything; `false` for the idempotent no-ops (same target, already stopped…). */
+export interface CommandResult {
+  readonly changed: boolean;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+export async function createDeployment(db: Kysely<Tables>, userId: string, spec: DeploymentSpec): Promise<string> {
+  try {
+    return await db.transaction().execute(async (tx) => {
+      const { id } = await tx
+        .insertInto('deployments')
+        .values({ name: spec.name, user_id: userId, container_image: spec.containerImage, target_replicas: spec.targetReplicas })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      await tx
+        .insertInto('deployment_resources')
+        .values({
+          deployment_id: id,
+          cpu_cores: spec.resources.cpuCores,
+          memory_mb: spec.resources.memoryMb,
+          gpu_units: spec.resources.gpuUnits,
+          storage_gb: spec.resources.storageGb,
+        })
+        .execute();
+      await insertHistory(tx, [
+        { deployment_id: id, old_status: 'none', new_status: 'pending', changed_by: userId, reason: 'Deployment created' },
+      ]);
+      return id;
+    });
+  } catch (err) {
+    // The partial unique index (user_id, name) WHERE deleted_at IS NULL decides races between two
+    // creates: no read-then-insert window.
+    if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) {
+      throw new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
+    }
+    throw err;
+  }
+}
+
+export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: string, target: number): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
+    if (current.target_replicas === target) return { changed: false };
+    await tx
+      .updateTable('deployments')
+      .set({ target_replicas: target, generation: sql`generation + 1`, updated_at: sql`now()` })
+      .where('id', '=', id)
+      .execute();
+    await insertHistory(tx, [
+      {
+        deployment_id: id,
+        old_status: `replicas:${current.target_replicas}`,
+        new_status: `replicas:${target}`,
+        changed_by: userId,
+        reason: 'User-initiated scaling',
+      },
+    ]);
+    return { changed: true };
+  });
+}
+
+export async function stopDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
+    if (current.status === 'stopped') return { changed: false };
+    await changeStatus(tx, userId, id, current.status, 'stopped', 'Stopped by user');
+    return { changed: true };
+  });
+}
+
+/** From `stopped` or `failed` back to `pending`, with CrashLoopBackOff state reset; a no-op when live. */
+export async function startDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
+    if (current.status !== 'stopped' && current.status !== 'failed') return { changed: false };
+    await changeStatus(tx, userId, id, current.status, 'pending', 'Started by user', { restart_count: 0, backoff_until: null });
+    return { changed: true };
+  });
+}
+
+/** Soft delete: the row stays (history, audit); the name is free again; the controller stops the replicas. */
+export async function deleteDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<void> {
+  await withLockedDeployment(db, userId, id, async (tx, current) => {
+    await changeStatus(tx, userId, id, current.status, 'deleted', 'Deleted by user', { deleted_at: sql<Date>`now()` });
+  });
+}
+
+interface LockedDeployment {
+  readonly status: DeploymentStatus;
+  readonly target_replicas: number;
+}
+
+async function withLockedDeployment<T>(
+  db: Kysely<Tables>,
+  userId: string,
+  id: string,
+  fn: (tx: Transaction<Tables>, current: LockedDeployment) => Promise<T>,
+): Promise<T> {
+  return db.transaction().execute(async (tx) => {
+    // Another user's deployment and a soft-deleted one are "not found", exactly like an unknown id.
+    const current = await tx
+      .selectFrom('deployments')
+      .select(['status', 'target_replicas'])
+      .where('id', '=', id)
+      .where('user_id', '=', userId)
+      .where('deleted_at', 'is', null)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!current) throw new NotFoundError('deployment');
+    return fn(tx, current);
+  });
+}
+
+async function changeStatus(
+  tx: Transaction<Tables>,
+  userId: string,
+  id: string,
+  from: DeploymentStatus,
+  to: DeploymentStatus,
+  reason: string,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
+  await tx
+    .updateTable('deployments')
+    .set({ ...extra, status: to, status_reason: reason, generation: sql`generation + 1`, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .execute();
+  await insertHistory(tx, [{ deployment_id: id, old_status: from, new_status: to, changed_by: userId, reason }]);
+}

@@ -1,0 +1,142 @@
+import { sql, type Kysely } from 'kysely';
+import type { DeploymentStatus, ReplicaStatus, Resources } from '../../domain/types.js';
+import type { Tables } from '../tables.js';
+import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
+
+export interface HistoryEntry {
+  readonly oldStatus: string;
+  readonly newStatus: string;
+  readonly changedAt: Date;
+  readonly reason: string | null;
+}
+
+export interface ReplicaSummary {
+  readonly id: string;
+  readonly nodeId: string | null;
+  readonly status: ReplicaStatus;
+  readonly containerId: string | null;
+  readonly startedAt: Date | null;
+  readonly stoppedAt: Date | null;
+}
+
+export interface DeploymentStatusRecord {
+  readonly id: string;
+  readonly name: string;
+  readonly status: DeploymentStatus;
+  readonly targetReplicas: number;
+  readonly resources: Resources;
+  readonly counts: ReplicaCounts;
+  /** Every non-terminal replica, then the 10 most recently finished ones. */
+  readonly replicas: readonly ReplicaSummary[];
+  /** The last 10 history rows, newest first. */
+  readonly history: readonly HistoryEntry[];
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export const RECENT_TERMINAL_REPLICAS = 10;
+export const RECENT_HISTORY = 10;
+
+interface HeadRow {
+  id: string;
+  name: string;
+  status: DeploymentStatus;
+  target_replicas: number;
+  created_at: Date;
+  updated_at: Date;
+  cpu_cores: number | null;
+  memory_mb: number | null;
+  gpu_units: number | null;
+  storage_gb: number | null;
+  considered: number;
+  running: number;
+  failed: number;
+  history: { old_status: string; new_status: string; changed_at: string; reason: string | null }[];
+}
+
+interface ReplicaRow {
+  id: string;
+  node_id: string | null;
+  status: ReplicaStatus;
+  container_id: string | null;
+  started_at: Date | null;
+  stopped_at: Date | null;
+}
+
+/**
+ * A user's live deployment with everything the status object shows, in two queries: the deployment
+ * with its resources, replica counts and history; then the bounded replica list. Null when the id is
+ * unknown, another user's, or soft-deleted (the caller cannot tell those apart, by design).
+ */
+export async function loadDeploymentStatus(db: Kysely<Tables>, userId: string, id: string): Promise<DeploymentStatusRecord | null> {
+  const head = await sql<HeadRow>`
+    SELECT d.id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at,
+           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb,
+           c.considered, c.running, c.failed, h.history
+    FROM deployments d
+    LEFT JOIN deployment_resources res ON res.deployment_id = d.id
+    ${replicaCountsLateral()}
+    LEFT JOIN LATERAL (
+      SELECT coalesce(json_agg(json_build_object(
+               'old_status', x.old_status,
+               'new_status', x.new_status,
+               'changed_at', to_char(x.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'reason', x.reason
+             ) ORDER BY x.changed_at DESC, x.id DESC), '[]'::json) AS history
+      FROM (
+        SELECT * FROM deployment_status_history
+        WHERE deployment_id = d.id
+        ORDER BY changed_at DESC, id DESC
+        LIMIT ${RECENT_HISTORY}
+      ) x
+    ) h ON true
+    WHERE d.id = ${id} AND d.user_id = ${userId} AND d.deleted_at IS NULL
+  `.execute(db);
+  const row = head.rows[0];
+  if (!row) return null;
+
+  const replicas = await sql<ReplicaRow>`
+    SELECT id, node_id, status, container_id, started_at, stopped_at FROM (
+      (SELECT id, node_id, status, container_id, started_at, stopped_at, created_at AS at, 0 AS grp
+       FROM deployment_replicas
+       WHERE deployment_id = ${id} AND status IN ('pending', 'starting', 'running', 'stopping'))
+      UNION ALL
+      (SELECT id, node_id, status, container_id, started_at, stopped_at, updated_at AS at, 1 AS grp
+       FROM deployment_replicas
+       WHERE deployment_id = ${id} AND status IN ('stopped', 'failed')
+       ORDER BY updated_at DESC, id DESC
+       LIMIT ${RECENT_TERMINAL_REPLICAS})
+    ) r
+    ORDER BY grp, CASE WHEN grp = 0 THEN at END ASC, CASE WHEN grp = 1 THEN at END DESC, id
+  `.execute(db);
+
+  return {
+    id: row.id,
+    name: row.name,
+    status: row.status,
+    targetReplicas: row.target_replicas,
+    resources: {
+      cpuCores: row.cpu_cores ?? 0,
+      memoryMb: row.memory_mb ?? 0,
+      gpuUnits: row.gpu_units ?? 0,
+      storageGb: row.storage_gb ?? 0,
+    },
+    counts: { considered: row.considered, running: row.running, failed: row.failed },
+    replicas: replicas.rows.map((r) => ({
+      id: r.id,
+      nodeId: r.node_id,
+      status: r.status,
+      containerId: r.container_id,
+      startedAt: r.started_at,
+      stoppedAt: r.stopped_at,
+    })),
+    history: row.history.map((h) => ({
+      oldStatus: h.old_status,
+      newStatus: h.new_status,
+      changedAt: new Date(h.changed_at),
+      reason: h.reason,
+    })),
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}

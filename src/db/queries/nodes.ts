@@ -1,0 +1,164 @@
+import { sql, type Kysely } from 'kysely';
+import type { NodeStatus, ReplicaStatus, Resources } from '../../domain/types.js';
+import { REPLICA_STATUSES } from '../../domain/types.js';
+import type { NodeRow, Tables } from '../tables.js';
+
+export interface NodeRegistration {
+  readonly name: string;
+  readonly capacity: Resources;
+  /** Omitted on re-registration: the labels the node has keep. */
+  readonly labels: Readonly<Record<string, string>> | null;
+}
+
+/**
+ * Register or re-register a node by name, idempotently. A `not_ready` node is back (`ready`); an
+ * operator's `cordoned`/`draining` is kept: re-registering must not undo a drain.
+ */
+export async function upsertNode(db: Kysely<Tables>, node: NodeRegistration): Promise<NodeRow> {
+  const labels = JSON.stringify(node.labels ?? {});
+  return db
+    .insertInto('nodes')
+    .values({
+      name: node.name,
+      cpu_cores: node.capacity.cpuCores,
+      memory_mb: node.capacity.memoryMb,
+      gpu_units: node.capacity.gpuUnits,
+      storage_gb: node.capacity.storageGb,
+      labels,
+      status: 'ready',
+      last_heartbeat_at: sql<Date>`now()`,
+    })
+    .onConflict((oc) =>
+      oc.column('name').doUpdateSet({
+        cpu_cores: (eb) => eb.ref('excluded.cpu_cores'),
+        memory_mb: (eb) => eb.ref('excluded.memory_mb'),
+        gpu_units: (eb) => eb.ref('excluded.gpu_units'),
+        storage_gb: (eb) => eb.ref('excluded.storage_gb'),
+        labels: node.labels === null ? sql`nodes.labels` : sql`excluded.labels`,
+        status: sql`CASE WHEN nodes.status = 'not_ready' THEN 'ready'::nodestatus ELSE nodes.status END`,
+        last_heartbeat_at: sql`now()`,
+        updated_at: sql`now()`,
+      }),
+    )
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+export async function setNodeStatus(db: Kysely<Tables>, id: string, status: NodeStatus): Promise<NodeRow | null> {
+  const row = await db
+    .updateTable('nodes')
+    .set({ status, updated_at: sql`now()` })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst();
+  return row ?? null;
+}
+
+export interface NodeOverview {
+  readonly node: NodeRow;
+  /** Resources held by the node's pending, starting, running and stopping replicas. */
+  readonly allocated: Resources;
+  readonly replicaCounts: Readonly<Record<ReplicaStatus, number>>;
+}
+
+interface OverviewRow extends NodeRow {
+  alloc_cpu: number;
+  alloc_memory: number;
+  alloc_gpu: number;
+  alloc_storage: number;
+  counts: Record<string, number> | null;
+}
+
+/**
+ * Every node with its allocation and replica counts by status, in one query. The allocation is the
+ * one the database keeps on the node row (migration 0003: triggers sum the resources of every
+ * pending, starting, running and stopping replica, and refuse overcommitment).
+ */
+export async function listNodeOverviews(db: Kysely<Tables>): Promise<NodeOverview[]> {
+  const result = await sql<OverviewRow>`
+    SELECT n.*,
+           n.allocated_cpu_cores::float8 AS alloc_cpu, n.allocated_memory_mb::float8 AS alloc_memory,
+           n.allocated_gpu_units::float8 AS alloc_gpu, n.allocated_storage_gb::float8 AS alloc_storage,
+           c.counts
+    FROM nodes n
+    LEFT JOIN LATERAL (
+      SELECT json_object_agg(s.status, s.n) AS counts
+      FROM (SELECT status, count(*)::int AS n FROM deployment_replicas WHERE node_id = n.id GROUP BY status) s
+    ) c ON true
+    ORDER BY n.name
+  `.execute(db);
+  return result.rows.map(({ alloc_cpu, alloc_memory, alloc_gpu, alloc_storage, counts, ...node }) => ({
+    node,
+    allocated: {
+      cpuCores: Math.round(alloc_cpu * 1e6) / 1e6,
+      memoryMb: alloc_memory,
+      gpuUnits: alloc_gpu,
+      storageGb: alloc_storage,
+    },
+    replicaCounts: Object.fromEntries(REPLICA_STATUSES.map((s) => [s, counts?.[s] ?? 0])) as Record<ReplicaStatus, number>,
+  }));
+}
+
+export interface Assignment {
+  readonly replicaId: string;
+  readonly deploymentId: string;
+  readonly status: ReplicaStatus;
+  readonly containerImage: string;
+  readonly resources: Resources;
+}
+
+interface HeartbeatRow {
+  replica_id: string | null;
+  deployment_id: string | null;
+  status: ReplicaStatus | null;
+  container_image: string | null;
+  cpu_cores: number | null;
+  memory_mb: number | null;
+  gpu_units: number | null;
+  storage_gb: number | null;
+}
+
+/**
+ * Record a heartbeat of the node `id` named `name` and return its replicas that are not terminal, in
+ * one statement. Null when no such node (or it is another node's id). A heartbeat brings a
+ * `not_ready` node back; it never touches `updated_at` (not a spec change) and only notifies the
+ * controller when the status changes (the nodes trigger's WHEN clause).
+ */
+export async function recordHeartbeat(db: Kysely<Tables>, id: string, name: string): Promise<Assignment[] | null> {
+  const result = await sql<HeartbeatRow>`
+    WITH touched AS (
+      UPDATE nodes
+      SET last_heartbeat_at = now(),
+          status = CASE WHEN status = 'not_ready' THEN 'ready'::nodestatus ELSE status END
+      WHERE id = ${id} AND name = ${name}
+      RETURNING id
+    )
+    SELECT r.id AS replica_id, r.deployment_id, r.status, d.container_image,
+           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb
+    FROM touched t
+    LEFT JOIN deployment_replicas r
+      ON r.node_id = t.id AND r.status IN ('pending', 'starting', 'running', 'stopping')
+    LEFT JOIN deployments d ON d.id = r.deployment_id
+    LEFT JOIN deployment_resources res ON res.deployment_id = r.deployment_id
+    ORDER BY r.created_at, r.id
+  `.execute(db);
+  if (result.rows.length === 0) return null;
+  return result.rows.flatMap((r) =>
+    r.replica_id === null || r.deployment_id === null || r.status === null
+      ? []
+      : [
+          {
+            replicaId: r.replica_id,
+            deploymentId: r.deployment_id,
+            status: r.status,
+            containerImage: r.container_image ?? '',
+            resources: {
+              cpuCores: r.cpu_cores ?? 0,
+              memoryMb: r.memory_mb ?? 0,
+              gpuUnits: r.gpu_units ?? 0,
+              storageGb: r.storage_gb ?? 0,
+            },
+          },
+        ],
+  );
+}

@@ -1,0 +1,137 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { TEST_JWT_SECRET } from '../support/context.js';
+import { runSteady, startSteady } from '../support/processes.js';
+
+const tmpDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'steady-e2e-'));
+const NO_DB = { DATABASE_URL: undefined, JWT_SECRET: undefined };
+
+describe('steady migrate', () => {
+  let testDb: TestDatabase;
+  beforeAll(async () => {
+    testDb = await createTestDatabase('postgres', { migrated: false });
+  });
+  afterAll(async () => {
+    await testDb.destroy();
+  });
+
+  const cases = [
+    { name: 'PostgreSQL (DATABASE_URL)', env: () => ({ DATABASE_URL: testDb.url! }) },
+    { name: 'the embedded database', env: (() => {
+      const dir = tmpDir();
+      return () => ({ ...NO_DB, STEADY_DATA_DIR: dir });
+    })() },
+  ];
+  for (const c of cases) {
+    it(`runs up, status, down, sql and up again against ${c.name}`, async () => {
+      const env = c.env();
+      const up = await runSteady(['migrate', 'up'], env);
+      expect(up.code).toBe(0);
+      expect(up.output).toMatch(/applied 0001_schema[\s\S]*applied 0003_node_allocation/);
+      const down = await runSteady(['migrate', 'down', '2'], env);
+      expect(down.output).toMatch(/rolled back 0003_node_allocation[\s\S]*rolled back 0002_controller/);
+      const status = await runSteady(['migrate', 'status'], env);
+      expect(status.output).toMatch(/0001_schema\s+applied[\s\S]*0002_controller\s+pending/);
+      const pendingSql = await runSteady(['migrate', 'sql'], env);
+      expect(pendingSql.output).toMatch(/-- 0002_controller[\s\S]*ALTER TABLE deployments[\s\S]*-- 0003_node_allocation/);
+      expect(pendingSql.output).not.toContain('CREATE TABLE deployments');
+      expect((await runSteady(['migrate', 'up'], env)).output).toMatch(/applied 0002_controller[\s\S]*applied 0003_node_allocation/);
+    }, 120_000);
+  }
+
+  it('explains bad usage with exit code 2', async () => {
+    const result = await runSteady(['migrate', 'sideways'], { DATABASE_URL: testDb.url! });
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('usage: steady migrate');
+  });
+});
+
+describe('steady serve', () => {
+  it('refuses to start without DATABASE_URL, naming it', async () => {
+    const result = await runSteady(['serve'], NO_DB);
+    expect(result.code).toBe(2);
+    expect(result.output).toContain('DATABASE_URL is required');
+  });
+
+  it('stops with a message naming the variable when the configuration is bad', async () => {
+    const result = await runSteady(['serve'], { PORT: 'eighty' });
+    expect(result.code).toBe(1);
+    expect(result.output).toContain('PORT: expected an integer from 0 to 65535, got "eighty"');
+  });
+});
+
+describe('steady dev', () => {
+  it('serves on a locked data directory, refuses a second start, stops on SIGTERM, and takes over a stale lock', async () => {
+    const dir = tmpDir();
+    const env = { ...NO_DB, STEADY_DATA_DIR: dir, PORT: '0', STEADY_CONCURRENCY: '2' };
+    const first = startSteady(['dev', '--nodes', '1'], env);
+    const [, url] = await first.waitFor(/API\s+(http:\/\/\S+)/, 60_000);
+    const [, token] = await first.waitFor(/token\s+(\S+)/);
+    const health = await fetch(`${url}/readyz`);
+    expect(health.status).toBe(200);
+    const list = await fetch(`${url}/api/deployment/list`, { headers: { Authorization: `Bearer ${token}` } });
+    expect(list.status).toBe(200);
+
+    const second = await runSteady(['dev'], env);
+    expect(second.code).toBe(1);
+    expect(second.output).toContain(`data directory ${dir} is in use by process ${first.child.pid}`);
+
+    const stoppedAt = Date.now();
+    first.kill('SIGTERM');
+    expect(await first.exited()).toBe(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    expect(fs.existsSync(path.join(dir, 'steady.lock'))).toBe(false);
+
+    // A lock left by a process killed with SIGKILL names a pid that no longer exists.
+    fs.writeFileSync(path.join(dir, 'steady.lock'), '999999\n');
+    const third = startSteady(['dev', '--nodes', '0'], env);
+    const [, url3] = await third.waitFor(/API\s+(http:\/\/\S+)/, 60_000);
+    // Same secret from the data directory: the first run's token is still good.
+    const again = await fetch(`${url3}/api/deployment/list`, { headers: { Authorization: `Bearer ${token}` } });
+    expect(again.status).toBe(200);
+    third.kill('SIGTERM');
+    expect(await third.exited()).toBe(0);
+  }, 150_000);
+});
+
+describe('steady serve with simulated agents in their own processes', () => {
+  let testDb: TestDatabase;
+  beforeAll(async () => {
+    testDb = await createTestDatabase('postgres');
+  });
+  afterAll(async () => {
+    await testDb.destroy();
+  });
+
+  it('takes a deployment from the API to running replicas on agents', async () => {
+    const env = { DATABASE_URL: testDb.url!, JWT_SECRET: TEST_JWT_SECRET, PORT: '0', STEADY_RESYNC_PERIOD: '2s' };
+    const server = startSteady(['serve', '--role', 'all'], env);
+    try {
+      const [, url] = await server.waitFor(/"url":"(http:\/\/[^"]+)"/, 60_000);
+      const agents = startSteady(['agent', '--simulate', '--api', url!, '--nodes', '2', '--start-delay', '100', '--heartbeat', '300'], env);
+      try {
+        const token = (await runSteady(['token', '--sub', 'e2e-user'], env)).output.trim();
+        const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+        const created = await fetch(`${url}/api/deployment/deploy`, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify({ name: 'e2e', container_image: 'nginx:1.27', target_replicas: 3, resources: { cpu_cores: 1, memory_mb: 512, storage_gb: 1 } }),
+        });
+        expect(created.status).toBe(201);
+        const { deployment_id: id } = (await created.json()) as { deployment_id: string };
+        const status = async () => (await (await fetch(`${url}/api/deployment/status/${id}`, { headers })).json()) as { status: string; health: string };
+        await expect.poll(async () => (await status()).status, { timeout: 20_000, interval: 200 }).toBe('running');
+        expect((await status()).health).toBe('healthy');
+      } finally {
+        agents.kill('SIGTERM');
+        expect(await agents.exited()).toBe(0);
+      }
+    } finally {
+      server.kill('SIGTERM');
+      expect(await server.exited()).toBe(0);
+    }
+  }, 120_000);
+});
