@@ -4,7 +4,8 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { ApiEnv } from './auth.js';
 
-const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+/** Routes polled all the time (probes, scrapes, agents' heartbeats): logged at debug while they succeed. */
+const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/api/nodes/:id/heartbeat']);
 
 /**
  * The route pattern that answered (`/api/deployment/status/:id`), never the raw path: raw paths
@@ -18,8 +19,8 @@ export function routePattern(c: HonoContext): string {
 
 /**
  * One log line and one metric sample per request: method, route, status, duration, user. Never the
- * token or any header (the logger also redacts `authorization` wherever it appears). Probes and
- * scrapes log at debug so they do not drown the operator's view.
+ * token or any header (the logger also redacts `authorization` wherever it appears). Probes, scrapes
+ * and heartbeats that succeed log at debug so they do not drown the operator's view; 5xx at warn.
  */
 export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<ApiEnv> {
   return async (c, next) => {
@@ -36,7 +37,8 @@ export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<
       duration_ms: Math.round(seconds * 100_000) / 100,
       user: c.get('principal')?.subject ?? null,
     };
-    if (QUIET_ROUTES.has(labels.route)) logger.debug(line, 'request');
+    if (c.res.status >= 500) logger.warn(line, 'request');
+    else if (QUIET_ROUTES.has(labels.route) && c.res.status < 400) logger.debug(line, 'request');
     else logger.info(line, 'request');
   };
 }

@@ -5,7 +5,8 @@ import { NODE_LIMITS } from '../domain/validation.js';
 import { parseDuration } from '../lib/duration.js';
 import type { Logger } from '../logger.js';
 import { startSimulatedNodes } from '../agent/simulator.js';
-import { createTokenMinter, resolveSigningSecret } from './token.js';
+import { createTokenMinter } from '../api/tokens.js';
+import { resolveSigningSecret } from './token.js';
 
 export const AGENT_USAGE = `usage: steady agent --simulate [options]
 

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { startSimulatedNodes } from '../agent/simulator.js';
-import { signToken } from '../api/tokens.js';
+import { createTokenMinter, signToken } from '../api/tokens.js';
 import type { Config } from '../config.js';
 import { startDaemon } from '../daemon.js';
 import type { Logger } from '../logger.js';
@@ -53,7 +53,6 @@ export async function runDev(argv: readonly string[], baseConfig: Config, logger
   });
   const daemon = await startDaemon(config, logger, 'all', { migrate: true });
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${daemon.server.port}`;
-  const nodeTokens = new Map<string, Promise<string>>();
   const simulation =
     nodes > 0
       ? startSimulatedNodes({
@@ -62,18 +61,11 @@ export async function runDev(argv: readonly string[], baseConfig: Config, logger
           namePrefix: 'dev-node',
           startDelayMs,
           logger: logger.child({ component: 'agent' }),
-          tokenFor: (name) => {
-            let token = nodeTokens.get(name);
-            if (!token) {
-              token = signToken(secret, { sub: name, roles: ['node'], expiresIn: '30d' });
-              nodeTokens.set(name, token);
-            }
-            return token;
-          },
+          tokenFor: createTokenMinter(secret, { roles: ['node'], ttlSec: 3600 }),
         })
       : null;
   await simulation?.ready();
-  const token = await signToken(secret, { sub: 'demo', expiresIn: '30d' });
+  const token = await signToken(secret, { sub: 'demo', ttlSec: 30 * 24 * 3600 });
   process.stdout.write(banner(url, token, nodes, config));
 
   const signal = await waitForShutdown();

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { SignJWT } from 'jose';
+import { signToken } from '../api/tokens.js';
 import type { Config } from '../config.js';
 import { NODE_LIMITS } from '../domain/validation.js';
 import { parseDuration } from '../lib/duration.js';
@@ -16,27 +16,6 @@ secret in STEADY_DATA_DIR (created if needed).`;
 
 export const TOKEN_ROLES = ['admin', 'node'] as const;
 export type TokenRole = (typeof TOKEN_ROLES)[number];
-
-export interface TokenClaims {
-  readonly sub: string;
-  readonly roles: readonly string[];
-  readonly ttlSec: number;
-  readonly issuer?: string | null;
-  readonly audience?: string | null;
-}
-
-/** An HS256 JWT with `sub`, `roles`, `iat`, `exp`, and `iss`/`aud` when the API expects them. */
-export async function signToken(secret: string, claims: TokenClaims, now: Date = new Date()): Promise<string> {
-  const iat = Math.floor(now.getTime() / 1000);
-  const jwt = new SignJWT({ roles: [...claims.roles] })
-    .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
-    .setSubject(claims.sub)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + claims.ttlSec);
-  if (claims.issuer) jwt.setIssuer(claims.issuer);
-  if (claims.audience) jwt.setAudience(claims.audience);
-  return jwt.sign(new TextEncoder().encode(secret));
-}
 
 export type SigningSecret = { readonly secret: string; readonly source: string } | { readonly error: string };
 
@@ -57,22 +36,6 @@ export function resolveSigningSecret(config: Config, mode: 'read' | 'create'): S
     return { error: `JWT_SECRET is not set and ${config.dataDir} holds no development secret (start \`steady dev\` once, or set JWT_SECRET)` };
   }
   return { secret, source: `${config.dataDir}/jwt-secret` };
-}
-
-/**
- * A token per subject, re-signed once half its lifetime has passed; for long-running agents, so a
- * token never expires under them.
- */
-export function createTokenMinter(secret: string, options: Omit<TokenClaims, 'sub'>, clock: () => Date = () => new Date()): (sub: string) => Promise<string> {
-  const cache = new Map<string, { token: string; renewAt: number }>();
-  return async (sub) => {
-    const now = clock();
-    const hit = cache.get(sub);
-    if (hit && now.getTime() < hit.renewAt) return hit.token;
-    const token = await signToken(secret, { ...options, sub }, now);
-    cache.set(sub, { token, renewAt: now.getTime() + (options.ttlSec * 1000) / 2 });
-    return token;
-  };
 }
 
 /** `steady token --sub NAME [--role admin|node]... [--ttl 24h]`; returns the exit code. */

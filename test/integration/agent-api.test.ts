@@ -3,7 +3,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startSimulatedNodes, type SimulatedNodes } from '../../src/agent/simulator.js';
 import { createApp } from '../../src/api/app.js';
 import { serveApi, type RunningServer } from '../../src/api/server.js';
-import { createTokenMinter } from '../../src/cli/token.js';
+import { createTokenMinter } from '../../src/api/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import { systemClock } from '../../src/context.js';
 import { createMetrics } from '../../src/metrics.js';

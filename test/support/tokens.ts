@@ -11,7 +11,7 @@ import { silentLogger } from './databases.js';
 
 export const TEST_SECRET = 'steady-test-secret-0123456789abcdef-0123456789';
 
-export const userToken = (sub: string, expiresIn: string | number = '1h') => signToken(TEST_SECRET, { sub, expiresIn });
+export const userToken = (sub: string, ttlSec = 3600) => signToken(TEST_SECRET, { sub, ttlSec });
 export const adminToken = (sub = 'root') => signToken(TEST_SECRET, { sub, roles: ['admin'] });
 export const nodeToken = (name: string) => signToken(TEST_SECRET, { sub: name, roles: ['node'] });
 

@@ -12,7 +12,7 @@ import { NodeAgent, retryDelayMs } from '../../src/agent/node-agent.js';
 import { SimulatedRuntime } from '../../src/agent/simulated-runtime.js';
 import { startSimulatedNodes } from '../../src/agent/simulator.js';
 import { runAgent } from '../../src/cli/agent.js';
-import { createTokenMinter } from '../../src/cli/token.js';
+import { createTokenMinter } from '../../src/api/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
 

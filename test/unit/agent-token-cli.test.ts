@@ -6,7 +6,8 @@ import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { parseAgentArgs, runAgent } from '../../src/cli/agent.js';
 import { devSecretPath, readDevSecret, readOrCreateDevSecret } from '../../src/cli/dev-secret.js';
-import { createTokenMinter, runToken, signToken } from '../../src/cli/token.js';
+import { createTokenMinter, signToken } from '../../src/api/tokens.js';
+import { runToken } from '../../src/cli/token.js';
 import { loadConfig } from '../../src/config.js';
 
 const SECRET = 'another-test-secret-long-enough-for-hs256-xyz';
