@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DeploymentPatch, Plan } from '../../domain/planner.js';
 import type { Deployment, Node, Replica, ReplicaStatus } from '../../domain/types.js';
+import { insertHistory } from '../queries/history.js';
 import type { Tables } from '../tables.js';
 
 type Tx = Transaction<Tables>;
@@ -146,22 +147,16 @@ export async function applyPlanRows(tx: Tx, deploymentId: string, plan: Plan, re
     await tx.updateTable('deployment_replicas').set({ replaced: true }).where('id', 'in', [...plan.markReplaced]).execute();
   }
   await patchDeployment(tx, deploymentId, plan.deployment);
-  if (plan.history.length > 0) {
-    await tx
-      .insertInto('deployment_status_history')
-      .values(
-        plan.history.map((h) => ({
-          deployment_id: deploymentId,
-          old_status: h.oldStatus,
-          new_status: h.newStatus,
-          reason: h.reason.slice(0, 500),
-          changed_by: null,
-          // The time of the change under the row lock, not of BEGIN: orders history as the locks did.
-          changed_at: sql<Date>`clock_timestamp()`,
-        })),
-      )
-      .execute();
-  }
+  await insertHistory(
+    tx,
+    plan.history.map((h) => ({
+      deployment_id: deploymentId,
+      old_status: h.oldStatus,
+      new_status: h.newStatus,
+      reason: h.reason.slice(0, 500),
+      changed_by: null,
+    })),
+  );
   return createdIds;
 }
 
