@@ -2,11 +2,6 @@ import { ConfigError, loadConfig } from './config.js';
 import { DataDirLockedError } from './db/data-dir-lock.js';
 import { MigrationError } from './db/migrator.js';
 import { createLogger } from './logger.js';
-import { runAgent } from './cli/agent.js';
-import { runDev } from './cli/dev.js';
-import { runMigrate } from './cli/migrate.js';
-import { runServe } from './cli/serve.js';
-import { runToken } from './cli/token.js';
 
 const USAGE = `usage: steady <command> [options]
 
@@ -30,16 +25,17 @@ async function main(argv: readonly string[]): Promise<number> {
   const config = loadConfig();
   const logger = createLogger({ level: config.logLevel, format: config.logFormat });
   switch (command) {
+    // Each command loads only what it uses: `steady token` need not load the database or the API.
     case 'dev':
-      return runDev(args, config, logger);
+      return (await import('./cli/dev.js')).runDev(args, config, logger);
     case 'serve':
-      return runServe(args, config, logger);
+      return (await import('./cli/serve.js')).runServe(args, config, logger);
     case 'agent':
-      return runAgent(args, config, logger);
+      return (await import('./cli/agent.js')).runAgent(args, config, logger);
     case 'token':
-      return runToken(args, config);
+      return (await import('./cli/token.js')).runToken(args, config);
     case 'migrate':
-      return runMigrate(args, config, logger);
+      return (await import('./cli/migrate.js')).runMigrate(args, config, logger);
     default:
       process.stderr.write(`steady: unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
       return 2;
