@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../context.js';
-import { applyPlanRows, loadNodes, loadReplicas, lockDeployment, lockNodes, StaleReadError } from '../db/controller/reconcile-store.js';
+import { applyPlanRows, loadNodes, loadReplicas, lockDeployment, takeSchedulingLock } from '../db/controller/reconcile-store.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
 import type { Node, Replica } from '../domain/types.js';
 
@@ -15,12 +15,10 @@ export interface ReconcileResult {
 
 export type Reconcile = (deploymentId: string, trigger: string) => Promise<ReconcileResult>;
 
-const MAX_PLACEMENT_ATTEMPTS = 5;
-
 /**
- * One reconcile = one transaction: lock the deployment, load, plan (pure), lock the nodes the plan
- * places on and re-plan if they changed since they were read, apply, commit. Level-triggered: the
- * trigger is only logged, never used to decide.
+ * One reconcile = one transaction: lock the deployment, load, plan (pure), and when the plan places
+ * replicas, take the scheduling lock and plan again on a fresh read of the nodes; apply, commit.
+ * Level-triggered: the trigger is only logged, never used to decide.
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Reconcile {
   return async (deploymentId, trigger) => {
@@ -32,19 +30,16 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
         const loaded = await lockDeployment(tx, deploymentId);
         if (!loaded) return null;
         const replicas = await loadReplicas(tx, deploymentId);
-        let nodes = await loadNodes(tx);
         const now = ctx.clock.now();
-        let plan: Plan | null = null;
-        for (let attempt = 1; plan === null; attempt++) {
-          const candidate = planDeployment({ deployment: loaded.deployment, replicas, nodes, now, config: plannerConfig });
-          const fresh = await lockNodes(tx, placementTargets(candidate));
-          if (fresh.every((n) => sameNode(n, nodes))) {
-            plan = candidate;
-          } else if (attempt >= MAX_PLACEMENT_ATTEMPTS) {
-            throw new StaleReadError('node allocation');
-          } else {
-            nodes = mergeNodes(nodes, fresh);
-          }
+        const planWith = (nodes: readonly Node[]): Plan =>
+          planDeployment({ deployment: loaded.deployment, replicas, nodes, now, config: plannerConfig });
+        let plan = planWith(await loadNodes(tx));
+        if (placesReplicas(plan)) {
+          // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
+          // the lock, no other placement can change any node's allocation, so the plan made from a
+          // fresh read cannot overcommit — and no reconcile ever waits on node rows held by another.
+          await takeSchedulingLock(tx);
+          plan = planWith(await loadNodes(tx));
         }
         const unscheduled = stillUnscheduled(replicas, plan);
         if (isEmptyPlan(plan)) return { name: loaded.deployment.name, plan, changed: false, unscheduled };
@@ -82,26 +77,8 @@ function stillUnscheduled(replicas: readonly Replica[], plan: Plan): boolean {
   return replicas.some((r) => r.nodeId === null && r.status === 'pending' && !handled.has(r.id));
 }
 
-function placementTargets(plan: Plan): string[] {
-  const ids = new Set<string>();
-  for (const c of plan.create) if (c.nodeId !== null) ids.add(c.nodeId);
-  for (const b of plan.bind) ids.add(b.nodeId);
-  return [...ids].sort();
-}
-
-function sameNode(fresh: Node, known: readonly Node[]): boolean {
-  const old = known.find((n) => n.id === fresh.id);
-  return (
-    old !== undefined &&
-    old.status === fresh.status &&
-    JSON.stringify(old.capacity) === JSON.stringify(fresh.capacity) &&
-    JSON.stringify(old.allocated) === JSON.stringify(fresh.allocated)
-  );
-}
-
-function mergeNodes(nodes: readonly Node[], fresh: readonly Node[]): Node[] {
-  const byId = new Map(fresh.map((n) => [n.id, n]));
-  return nodes.map((n) => byId.get(n.id) ?? n);
+function placesReplicas(plan: Plan): boolean {
+  return plan.bind.length > 0 || plan.create.some((c) => c.nodeId !== null);
 }
 
 /** What an operator reads in the log line: counts, and the status move when there is one. */

@@ -88,27 +88,45 @@ export async function loadReplicas(tx: Tx, deploymentId: string): Promise<Replic
   }));
 }
 
-const nodeColumns = sql<Node>`json_build_object(
-  'id', id, 'name', name, 'status', status,
-  'capacity', json_build_object('cpuCores', cpu_cores, 'memoryMb', memory_mb, 'gpuUnits', gpu_units, 'storageGb', storage_gb),
-  'allocated', json_build_object('cpuCores', allocated_cpu_cores::float8, 'memoryMb', allocated_memory_mb::float8,
-                                 'gpuUnits', allocated_gpu_units::float8, 'storageGb', allocated_storage_gb::float8))`;
-
-/** Every node with its capacity and allocation, as of now (not locked). */
+/** Every node with its capacity and allocation, as of now. */
 export async function loadNodes(db: Kysely<Tables> | Tx): Promise<Node[]> {
-  const { rows } = await sql<{ node: Node }>`SELECT ${nodeColumns} AS node FROM nodes ORDER BY id`.execute(db);
-  return rows.map((r) => r.node);
+  const { rows } = await sql<NodeRow>`
+    SELECT id, name, status, cpu_cores, memory_mb, gpu_units, storage_gb, allocated_cpu_cores::float8 AS a_cpu,
+           allocated_memory_mb::float8 AS a_mem, allocated_gpu_units::float8 AS a_gpu, allocated_storage_gb::float8 AS a_sto
+    FROM nodes ORDER BY id`.execute(db);
+  return rows.map((r) => ({
+    id: r.id,
+    name: r.name,
+    status: r.status,
+    capacity: { cpuCores: r.cpu_cores, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
+    allocated: { cpuCores: r.a_cpu, memoryMb: r.a_mem, gpuUnits: r.a_gpu, storageGb: r.a_sto },
+  }));
 }
 
+interface NodeRow {
+  id: string;
+  name: string;
+  status: Node['status'];
+  cpu_cores: number;
+  memory_mb: number;
+  gpu_units: number;
+  storage_gb: number;
+  a_cpu: number;
+  a_mem: number;
+  a_gpu: number;
+  a_sto: number;
+}
+
+// One key for the whole database: every controller process serialises its placement decisions on it.
+const SCHEDULING_LOCK_KEY = 7_461_822_356;
+
 /**
- * Locks the given nodes in id order (a fixed order, so placements never deadlock each other) and
- * returns their current allocation: the capacity decision is then made on values nobody else can change.
+ * Serialises placement decisions across every controller until the transaction ends. Allocation
+ * only grows by placements, so a node read after taking this lock has at least the free capacity
+ * seen. The allocation trigger still refuses an overcommit (ST001) should anything bypass this.
  */
-export async function lockNodes(tx: Tx, ids: readonly string[]): Promise<Node[]> {
-  if (ids.length === 0) return [];
-  const { rows } = await sql<{ node: Node }>`
-    SELECT ${nodeColumns} AS node FROM nodes WHERE id = ANY(${[...ids]}::uuid[]) ORDER BY id FOR UPDATE`.execute(tx);
-  return rows.map((r) => r.node);
+export async function takeSchedulingLock(tx: Tx): Promise<void> {
+  await sql`SELECT pg_advisory_xact_lock(${SCHEDULING_LOCK_KEY})`.execute(tx);
 }
 
 /** Writes a plan with one statement per kind of change. */

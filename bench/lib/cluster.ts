@@ -1,0 +1,143 @@
+import type pg from 'pg';
+import { CONTROLLER_ROLE, type BenchPostgres } from './postgres.js';
+import { serve, type SteadyChild } from './steady.js';
+
+export interface BenchEnv {
+  readonly quick: boolean;
+  readonly pg: BenchPostgres;
+  readonly secret: string;
+  /** Where controller CPU profiles go when --profile is given, else null. */
+  readonly profileDir: string | null;
+  log(message: string): void;
+}
+
+/**
+ * Nodes as the agents would register them, written directly: the controller is what is measured.
+ * Big enough that capacity never limits a scenario (256 replicas of 0.5 CPU / 512 MB each).
+ */
+export async function insertNodes(pool: pg.Pool, count: number, prefix = 'node'): Promise<void> {
+  await pool.query(
+    `INSERT INTO nodes (name, cpu_cores, memory_mb, gpu_units, storage_gb, last_heartbeat_at)
+     SELECT $1 || '-' || i, 128, 524288, 0, 100000, now() FROM generate_series(1, $2::int) i`,
+    [prefix, count],
+  );
+}
+
+/** The agents' part, for every node at once and with zero delay: start what is placed, finish what is stopping. */
+export async function agentsTick(pool: pg.Pool): Promise<void> {
+  for (const text of [
+    `UPDATE deployment_replicas SET status = 'running', started_at = now(), updated_at = now()
+     WHERE node_id IS NOT NULL AND status IN ('pending', 'starting')`,
+    `UPDATE deployment_replicas SET status = 'stopped', stopped_at = now(), updated_at = now() WHERE status = 'stopping'`,
+  ]) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await pool.query(text);
+        break;
+      } catch (err) {
+        // A bulk update across many nodes can deadlock with a reconcile; like any agent, try again.
+        if ((err as { code?: string }).code !== '40P01' || attempt >= 10) throw err;
+      }
+    }
+  }
+}
+
+/**
+ * Agents as they really behave: each node's agent reports only its own replicas, in its own small
+ * transaction (a replica stopping on a node releases that node's allocation, which locks that node's
+ * row only). Every `everyMs`, each node with work starts what is placed on it and finishes what it
+ * was told to stop, with zero delay.
+ */
+export function startAgents(pool: pg.Pool, everyMs: number): { stop(): Promise<void> } {
+  let stopped = false;
+  const perNode = async (nodeId: string): Promise<void> => {
+    await pool.query(
+      `UPDATE deployment_replicas
+       SET status = CASE WHEN status = 'stopping' THEN 'stopped'::replicastatus ELSE 'running'::replicastatus END,
+           started_at = CASE WHEN status = 'stopping' THEN started_at ELSE now() END,
+           stopped_at = CASE WHEN status = 'stopping' THEN now() ELSE stopped_at END,
+           updated_at = now()
+       WHERE node_id = $1 AND status IN ('pending', 'starting', 'stopping')`,
+      [nodeId],
+    );
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        const { rows } = await pool.query<{ node_id: string }>(
+          `SELECT DISTINCT node_id FROM deployment_replicas WHERE node_id IS NOT NULL AND status IN ('pending', 'starting', 'stopping')`,
+        );
+        const queue = rows.map((r) => r.node_id);
+        await Promise.all(
+          Array.from({ length: 4 }, async () => {
+            for (let id = queue.shift(); id !== undefined; id = queue.shift()) await perNode(id).catch(() => undefined);
+          }),
+        );
+      } catch {
+        // The next tick tries again, as an agent would.
+      }
+      await new Promise((r) => setTimeout(r, everyMs));
+    }
+  })();
+  return {
+    async stop() {
+      stopped = true;
+      await loop;
+    },
+  };
+}
+
+export async function placedReplicas(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(
+    `SELECT count(*)::int AS n FROM deployment_replicas WHERE node_id IS NOT NULL AND status IN ('pending', 'starting', 'running')`,
+  );
+  return rows[0]!.n;
+}
+
+/** Environment for `steady serve`; the controller connects as its own role (for pg_stat_statements). */
+export function serveEnv(env: BenchEnv, database: string, role: 'api' | 'controller'): Record<string, string> {
+  return {
+    DATABASE_URL: env.pg.url(database, role === 'controller' ? CONTROLLER_ROLE : 'postgres'),
+    JWT_SECRET: env.secret,
+    // Agents are simulated by SQL and send no heartbeats: keep nodes ready for the whole run.
+    STEADY_NODE_GRACE_PERIOD: '24h',
+  };
+}
+
+export async function startApi(env: BenchEnv, database: string, migrate = true): Promise<{ proc: SteadyChild; url: string }> {
+  return serve(`api(${database})`, 'api', serveEnv(env, database, 'api'), { migrate });
+}
+
+export async function startController(env: BenchEnv, database: string, label: string): Promise<{ proc: SteadyChild; url: string }> {
+  const nodeArgs = env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${env.profileDir}`, `--cpu-prof-name=controller-${label}-${Date.now()}.cpuprofile`] : [];
+  return serve(`controller(${database})`, 'controller', serveEnv(env, database, 'controller'), { nodeArgs });
+}
+
+/** Sum of a Prometheus counter's samples from a /metrics text. */
+export async function metricSum(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** Waits until the controller has done nothing for `quietMs` (no reconcile counted, queue empty). */
+export async function waitControllerQuiet(controllerUrl: string, quietMs: number, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  let last = -1;
+  let since = performance.now();
+  for (;;) {
+    const n = await metricSum(controllerUrl, 'steady_reconciles_total');
+    const depth = await metricSum(controllerUrl, 'steady_workqueue_depth');
+    if (n !== last || depth > 0) {
+      last = n;
+      since = performance.now();
+    } else if (performance.now() - since >= quietMs) {
+      return;
+    }
+    if (performance.now() > deadline) throw new Error('controller never went quiet');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

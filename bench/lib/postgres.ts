@@ -1,0 +1,129 @@
+import { execFile, execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { findPostgresBin, startPostgresServer, type PostgresServer } from '../../test/support/postgres-server.js';
+
+const run = promisify(execFile);
+
+export interface BenchPostgres {
+  readonly server: PostgresServer;
+  readonly version: string;
+  readonly statStatements: boolean;
+  /** A URL for database `db`, as `user` (default postgres). */
+  url(db: string, user?: string): string;
+  /** Creates a fresh database and returns an admin pool on it. */
+  createDatabase(name: string): Promise<pg.Pool>;
+  destroy(): Promise<void>;
+  /** For signal handlers: stops the server and removes its files before returning. */
+  destroySync(): void;
+}
+
+/** The role the controller connects as, so pg_stat_statements can tell its queries from everyone else's. */
+export const CONTROLLER_ROLE = 'steady_controller';
+
+/**
+ * The same throwaway server the tests use, plus pg_stat_statements (it must be preloaded, so: ALTER
+ * SYSTEM, restart) and a login role for the controller.
+ */
+export async function startBenchPostgres(): Promise<BenchPostgres> {
+  const server = await startPostgresServer();
+  const base = new URL(server.url);
+  const url = (db: string, user = 'postgres'): string => {
+    const u = new URL(base.href);
+    u.pathname = `/${db}`;
+    u.username = user;
+    return u.href;
+  };
+  const admin = new pg.Client({ connectionString: server.url });
+  await admin.connect();
+  let statStatements = false;
+  try {
+    await admin.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+    await admin.end();
+    await server.restart();
+    statStatements = true;
+  } catch {
+    await admin.end().catch(() => undefined);
+  }
+  const c = new pg.Client({ connectionString: server.url });
+  await c.connect();
+  const version = ((await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?').split(' ')[0]!;
+  await c.query(`CREATE ROLE ${CONTROLLER_ROLE} LOGIN SUPERUSER`);
+  await c.end();
+  return {
+    server,
+    version,
+    statStatements,
+    url,
+    async createDatabase(name) {
+      const a = new pg.Client({ connectionString: server.url });
+      await a.connect();
+      await a.query(`DROP DATABASE IF EXISTS ${name}`);
+      await a.query(`CREATE DATABASE ${name}`);
+      await a.end();
+      const pool = new pg.Pool({ connectionString: url(name), max: 8 });
+      if (statStatements) await pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements').catch(() => undefined);
+      return pool;
+    },
+    destroy: () => server.destroy(),
+    destroySync() {
+      const pgData = path.join(server.dataDir, 'data');
+      const args = ['-D', pgData, '-m', 'immediate', '-w', 'stop'];
+      const ctl = path.join(findPostgresBin(), 'pg_ctl');
+      try {
+        if (process.getuid?.() === 0) execFileSync('runuser', ['-u', 'postgres', '--', ctl, ...args], { stdio: 'ignore' });
+        else execFileSync(ctl, args, { stdio: 'ignore' });
+      } catch {
+        // Already stopped.
+      }
+      fs.rmSync(server.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** pgbench TPC-B (the default script) on its own database of the same server: tps, excluding connections. */
+export async function pgbenchTps(bp: BenchPostgres, seconds: number, clients = 4): Promise<{ tps: number; latencyMs: number }> {
+  const bin = findPostgresBin();
+  const pool = await bp.createDatabase('bench_pgbench');
+  await pool.end();
+  const asRoot = process.getuid?.() === 0;
+  const as = (cmd: string, args: string[]): [string, string[]] =>
+    asRoot ? ['runuser', ['-u', 'postgres', '--', path.join(bin, cmd), ...args]] : [path.join(bin, cmd), args];
+  const conn = ['-h', '127.0.0.1', '-p', String(bp.server.port), '-U', 'postgres'];
+  await run(...as('pgbench', ['-i', '-q', '-s', '1', ...conn, 'bench_pgbench']), { cwd: fs.existsSync('/tmp') ? '/tmp' : undefined });
+  const { stdout } = await run(...as('pgbench', ['-T', String(seconds), '-c', String(clients), '-j', '2', ...conn, 'bench_pgbench']), {
+    cwd: '/tmp',
+  });
+  const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  const latencyMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
+  return { tps, latencyMs };
+}
+
+/** The controller role's statements so far: total calls, and calls of COMMIT (its transactions). */
+export async function controllerStatements(pool: pg.Pool): Promise<{ calls: number; commits: number; byQuery: { query: string; calls: number; ms: number }[] }> {
+  const { rows } = await pool.query<{ query: string; calls: string; ms: number }>(
+    `SELECT s.query, s.calls::text AS calls, s.total_exec_time AS ms
+     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+     WHERE r.rolname = $1 AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+    [CONTROLLER_ROLE],
+  );
+  let calls = 0;
+  let commits = 0;
+  const byQuery = rows.map((r) => ({ query: r.query, calls: Number(r.calls), ms: r.ms }));
+  for (const r of byQuery) {
+    calls += r.calls;
+    if (/^\s*commit\b/i.test(r.query)) commits += r.calls;
+  }
+  return { calls, commits, byQuery };
+}
+
+/** pg_stat_database counters for the current database (flushed by backends at most once a second). */
+export async function databaseCounters(pool: pg.Pool): Promise<{ xactCommit: number; xactRollback: number; deadlocks: number }> {
+  const { rows } = await pool.query<{ c: string; r: string; d: string }>(
+    `SELECT xact_commit::text AS c, xact_rollback::text AS r, deadlocks::text AS d FROM pg_stat_database WHERE datname = current_database()`,
+  );
+  const row = rows[0]!;
+  return { xactCommit: Number(row.c), xactRollback: Number(row.r), deadlocks: Number(row.d) };
+}

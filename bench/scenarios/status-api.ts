@@ -1,0 +1,52 @@
+import autocannon from 'autocannon';
+import { Api, mapLimit, sleep } from '../lib/api.js';
+import { agentsTick, placedReplicas, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
+import type { Figure } from '../lib/report.js';
+import type { ColdCluster } from './cold-start.js';
+
+/**
+ * Status API: autocannon, 50 connections, against the API process of the cold-start cluster (so the
+ * database holds every other deployment too). One user with U deployments of 10 running replicas;
+ * GET status with a random id per request, and GET list (first page). Baseline: /healthz of the same
+ * process, a constant JSON Hono route behind the same request-log middleware (but no auth, no SQL).
+ */
+export async function statusApi(env: BenchEnv, cluster: ColdCluster): Promise<Figure[]> {
+  const count = env.quick ? 50 : 100;
+  const seconds = env.quick ? 5 : 10;
+  const { api, pool } = cluster;
+  const user = await Api.as(api.url, env.secret, 'status-user');
+  const before = await placedReplicas(pool);
+  const ids = await mapLimit(Array.from({ length: count }, (_, i) => i), 8, (i) => user.deploy(`status-${i}`, 10));
+  for (;;) {
+    if ((await placedReplicas(pool)) >= before + count * 10) break;
+    await sleep(100);
+  }
+  await agentsTick(pool);
+  await waitControllerQuiet(cluster.controller.url, 2_000, 120_000);
+
+  const run = async (label: string, path: () => string, auth: boolean) => {
+    env.log(`status API: ${label}, 50 connections, ${seconds} s`);
+    const result = await autocannon({
+      url: api.url,
+      connections: 50,
+      duration: seconds,
+      headers: auth ? { authorization: `Bearer ${user.token}` } : {},
+      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: path() }) }],
+    });
+    if (result.non2xx > 0 || result.errors > 0) throw new Error(`${label}: ${result.non2xx} non-2xx, ${result.errors} errors`);
+    return { rps: result.requests.average, p99: result.latency.p99, total: result.requests.total };
+  };
+  const constant = await run('GET /healthz (constant JSON)', () => '/healthz', false);
+  const status = await run('GET /api/deployment/status/{random id}', () => `/api/deployment/status/${ids[Math.floor(Math.random() * ids.length)]}`, true);
+  const list = await run('GET /api/deployment/list', () => '/api/deployment/list', true);
+  const constantAgain = await run('GET /healthz again', () => '/healthz', false);
+  const baseRps = (constant.rps + constantAgain.rps) / 2;
+  const baseline = { name: 'GET /healthz, same process', value: baseRps, unit: 'req/s' };
+  return [
+    { scenario: 'Status API', metric: 'GET /healthz p99', value: Math.max(constant.p99, constantAgain.p99), unit: 'ms', note: `before ${Math.round(constant.rps)}, after ${Math.round(constantAgain.rps)} req/s` },
+    { scenario: 'Status API', metric: 'GET status/{id} throughput', value: status.rps, unit: 'req/s', baseline, ratio: status.rps / baseRps, target: '≥ 25%', met: status.rps / baseRps >= 0.25 },
+    { scenario: 'Status API', metric: 'GET status/{id} p99', value: status.p99, unit: 'ms' },
+    { scenario: 'Status API', metric: 'GET list throughput', value: list.rps, unit: 'req/s', baseline, ratio: list.rps / baseRps, target: '≥ 25%', met: list.rps / baseRps >= 0.25 },
+    { scenario: 'Status API', metric: 'GET list p99', value: list.p99, unit: 'ms' },
+  ];
+}
