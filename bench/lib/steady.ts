@@ -39,7 +39,7 @@ export interface StartOptions {
  */
 export function startSteady(options: StartOptions): SteadyChild {
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...options.args], {
-    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', STEADY_FROM_SOURCE: '1', ...options.env },
+    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   live.add(child);

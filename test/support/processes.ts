@@ -18,7 +18,7 @@ export interface SteadyProcess {
 /** Runs `steady <args>` as its own process, the way a user or an orchestrator does. */
 export function startSteady(args: readonly string[], env: Record<string, string | undefined> = {}): SteadyProcess {
   const child = spawn(process.execPath, [BIN, ...args], {
-    env: { ...process.env, LOG_FORMAT: 'json', STEADY_FROM_SOURCE: '1', ...env },
+    env: { ...process.env, LOG_FORMAT: 'json', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let text = '';
