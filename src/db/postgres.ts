@@ -27,6 +27,13 @@ export function openPostgres(options: PostgresOptions): Database {
   });
   // An idle client that loses its server emits 'error' on the pool; unhandled, it would kill the process.
   pool.on('error', (err) => options.logger.warn({ err: err.message }, 'idle database connection lost'));
+  // A checked-out client has no pool listener: a server shutdown (57P01) or reset arriving between two
+  // statements of a transaction is emitted on the client, and unhandled it kills the process. The
+  // client is then unqueryable, so the transaction's next statement fails (a transient error, 503 or
+  // retry) and the pool discards it on release.
+  pool.on('connect', (client) => {
+    client.on('error', (err) => options.logger.warn({ err: err.message }, 'database connection lost while in use'));
+  });
   const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
 
   return {
