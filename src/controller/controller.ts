@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
 import { isTransientDbError, type Listener, type Notification } from '../db/database.js';
-import { StaleReadError } from '../db/controller/reconcile-store.js';
+import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,
   deleteExpiredReplicas,
@@ -11,6 +11,7 @@ import {
   markSilentNodesNotReady,
 } from '../db/controller/sweeps.js';
 import { REPLICA_STATUSES } from '../domain/types.js';
+import { CapacityWatch } from './capacity-watch.js';
 import { LeaderElection } from './leader-election.js';
 import { Periodic } from './periodic.js';
 import { createReconciler, type Reconcile } from './reconciler.js';
@@ -105,6 +106,7 @@ export class Controller {
 class ActiveController {
   private listener: Listener | null = null;
   private unscheduledKnown = true;
+  private readonly capacity = new CapacityWatch();
   private readonly loops: Periodic[];
   private readonly resync: Periodic;
   private readonly binder: Periodic;
@@ -211,6 +213,7 @@ class ActiveController {
 
   private async bindUnscheduled(): Promise<void> {
     if (!this.unscheduledKnown) return;
+    if (!this.capacity.grew(await loadNodes(this.ctx.database.db))) return;
     const ids = await deploymentsWithUnscheduled(this.ctx.database.db);
     this.unscheduledKnown = ids.length > 0;
     for (const id of ids) this.queue.add(id, 'capacity');
