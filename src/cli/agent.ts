@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import { startSimulatedNodes } from '../agent/simulator.js';
 import { createTokenMinter } from '../api/tokens.js';
 import { resolveSigningSecret } from './token.js';
+import { waitForShutdown } from './signals.js';
 
 export const AGENT_USAGE = `usage: steady agent --simulate [options]
 
@@ -119,22 +120,7 @@ export async function runAgent(argv: readonly string[], config: Config, logger: 
     'simulated node agents started',
   );
 
-  const reason = await new Promise<string>((resolve) => {
-    const onSigterm = (): void => finish('SIGTERM');
-    const onSigint = (): void => finish('SIGINT');
-    const onAbort = (): void => finish('abort');
-    function finish(why: string): void {
-      // Removed after the first signal: a second Ctrl-C kills the process the default way.
-      process.off('SIGTERM', onSigterm);
-      process.off('SIGINT', onSigint);
-      options.signal?.removeEventListener('abort', onAbort);
-      resolve(why);
-    }
-    process.once('SIGTERM', onSigterm);
-    process.once('SIGINT', onSigint);
-    if (options.signal?.aborted) finish('abort');
-    else options.signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  const reason = await waitForShutdown(options.signal);
   logger.info({ signal: reason }, 'stopping simulated node agents');
   await simulation.stop();
   logger.info('simulated node agents stopped');
