@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Context } from '../../src/context.js';
 import { Controller } from '../../src/controller/controller.js';
+import { Migrator } from '../../src/db/migrator.js';
 import { BACKENDS, createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { testContext } from '../support/context.js';
 import {
@@ -25,8 +26,9 @@ for (const backend of BACKENDS) {
     let testDb: TestDatabase | null = null;
     let controller: Controller | null = null;
 
-    const setUp = async (env: Record<string, string> = {}): Promise<Context> => {
-      testDb = await createTestDatabase(backend);
+    const setUp = async (env: Record<string, string> = {}, options: { migrateInSession?: boolean } = {}): Promise<Context> => {
+      testDb = await createTestDatabase(backend, { migrated: !options.migrateInSession });
+      if (options.migrateInSession) await new Migrator(testDb.database).up();
       const ctx = testContext(testDb.database, env);
       controller = new Controller(ctx);
       await controller.start();
@@ -79,7 +81,9 @@ for (const backend of BACKENDS) {
     });
 
     it('stops every replica of a stopped deployment, brings them back on start, and stops them on delete', async () => {
-      const { database } = await setUp();
+      // Migrated in this very session, as `steady dev` does on a new data directory: enum array types
+      // created after the database opened must not break any statement.
+      const { database } = await setUp({}, { migrateInSession: true });
       const db = database.db;
       await insertNode(db);
       await insertNode(db);

@@ -151,14 +151,16 @@ export async function applyPlanRows(tx: Tx, deploymentId: string, plan: Plan, re
     expectRows(result.numAffectedRows, plan.bind.length, 'unscheduled replicas');
   }
   if (plan.stop.length > 0) {
+    // Statuses travel as text[]: PGlite knows the array types of enums only from its start, so a
+    // database migrated in the same session would get `{a,b}` serialised as the string "a,b".
     const result = await sql`
       UPDATE deployment_replicas r
-      SET status = v.to_status, reason = v.reason, updated_at = now(),
+      SET status = v.to_status::replicastatus, reason = v.reason, updated_at = now(),
           stopped_at = CASE WHEN v.to_status = 'stopped' THEN now() ELSE r.stopped_at END
-      FROM unnest(${plan.stop.map((s) => s.replicaId)}::uuid[], ${plan.stop.map((s) => s.to)}::replicastatus[],
-                  ${plan.stop.map((s) => s.reason)}::text[], ${plan.stop.map((s) => statusOf.get(s.replicaId) ?? 'pending')}::replicastatus[])
+      FROM unnest(${plan.stop.map((s) => s.replicaId)}::uuid[], ${plan.stop.map((s) => s.to)}::text[],
+                  ${plan.stop.map((s) => s.reason)}::text[], ${plan.stop.map((s) => statusOf.get(s.replicaId) ?? 'pending')}::text[])
            AS v(id, to_status, reason, expected)
-      WHERE r.id = v.id AND r.status = v.expected`.execute(tx);
+      WHERE r.id = v.id AND r.status = v.expected::replicastatus`.execute(tx);
     expectRows(result.numAffectedRows, plan.stop.length, 'replicas to stop');
   }
   if (plan.markReplaced.length > 0) {
