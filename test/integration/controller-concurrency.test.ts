@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Controller } from '../../src/controller/controller.js';
 import type { Database } from '../../src/db/database.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { seededRandom } from '../support/chaos-cluster.js';
 import { testContext } from '../support/context.js';
 import {
   agentsTick,
@@ -17,18 +18,6 @@ import {
 
 const DEPLOYMENTS = 40;
 const OPERATIONS = 400;
-
-/** A seeded generator, so a failing run can be replayed with the same operations. */
-function random(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('three controllers against one PostgreSQL, all acting at once', () => {
   let testDb: TestDatabase;
@@ -53,7 +42,7 @@ describe('three controllers against one PostgreSQL, all acting at once', () => {
 
   it('converges every deployment exactly, never overcommits a node, and records every status change', async () => {
     const seed = Number(process.env.STEADY_TEST_SEED ?? Date.now() % 100_000);
-    const rand = random(seed);
+    const rand = seededRandom(seed);
     const db = testDb.database.db;
     // Tight capacity: 6 nodes × 4 cores cannot hold every target at once, so placement contends.
     for (let i = 0; i < 6; i++) await insertNode(db, { cpu: 4, memoryMb: 8192 });
