@@ -33,11 +33,15 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
         const now = ctx.clock.now();
         const planWith = (nodes: readonly Node[]): Plan =>
           planDeployment({ deployment: loaded.deployment, replicas, nodes, now, config: plannerConfig });
+        // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
+        // the lock, no other placement can change any node's allocation, so a plan made from a read
+        // taken after it cannot overcommit. A draft without nodes tells, with no I/O, whether this
+        // reconcile will want to place, so the common case reads the nodes once, under the lock.
+        const locked = wantsPlacement(planWith([]), replicas);
+        if (locked) await takeSchedulingLock(tx);
         let plan = planWith(await loadNodes(tx));
-        if (placesReplicas(plan)) {
-          // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
-          // the lock, no other placement can change any node's allocation, so the plan made from a
-          // fresh read cannot overcommit — and no reconcile ever waits on node rows held by another.
+        if (!locked && placesReplicas(plan)) {
+          // Rare: only node state (a draining node) asked for replacements.
           await takeSchedulingLock(tx);
           plan = planWith(await loadNodes(tx));
         }
@@ -75,6 +79,12 @@ function stillUnscheduled(replicas: readonly Replica[], plan: Plan): boolean {
   if (plan.create.some((c) => c.nodeId === null)) return true;
   const handled = new Set([...plan.bind.map((b) => b.replicaId), ...plan.stop.map((s) => s.replicaId)]);
   return replicas.some((r) => r.nodeId === null && r.status === 'pending' && !handled.has(r.id));
+}
+
+/** A draft planned with no nodes places nothing; it still shows replicas to create or waiting to be bound. */
+function wantsPlacement(draft: Plan, replicas: readonly Replica[]): boolean {
+  const stopped = new Set(draft.stop.map((s) => s.replicaId));
+  return draft.create.length > 0 || replicas.some((r) => r.nodeId === null && r.status === 'pending' && !stopped.has(r.id));
 }
 
 function placesReplicas(plan: Plan): boolean {
