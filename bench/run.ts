@@ -6,9 +6,11 @@
  *
  *   --quick            smaller sizes
  *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API), embedded
- *   --profile          run the controller with --cpu-prof (profiles in bench/results/profiles/)
+ *   --profile          run the controller and the API with --cpu-prof (profiles in bench/results/profiles/)
  *   --out NAME         results file stem (default latest)
+ *   --from-source      run steady from src/ through tsx instead of the compiled dist/ the image ships
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -28,7 +30,7 @@ const SCENARIOS = ['reaction', 'cold', 'embedded'] as const;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' } },
+    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, 'from-source': { type: 'boolean' } },
     strict: true,
   });
   const quick = values.quick ?? false;
@@ -41,6 +43,12 @@ async function main(): Promise<number> {
   const started = performance.now();
   const log = (m: string): void => void process.stderr.write(`[bench ${((performance.now() - started) / 1000).toFixed(1)}s] ${m}\n`);
   const pgliteVersion = (JSON.parse(fs.readFileSync(path.join(HERE, '../node_modules/@electric-sql/pglite/package.json'), 'utf8')) as { version: string }).version;
+  if (!values['from-source']) {
+    // Measure what the container image runs: the compiled build, with no TypeScript loader in the process.
+    log('building dist/');
+    execFileSync(process.execPath, [path.join(HERE, '../node_modules/typescript/bin/tsc'), '-p', path.join(HERE, '../tsconfig.build.json')], { stdio: 'inherit' });
+    process.env.STEADY_FROM_DIST = '1';
+  }
   log('starting PostgreSQL');
   const pg = await startBenchPostgres();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
@@ -77,7 +85,11 @@ async function main(): Promise<number> {
         extra.coldStartTopControllerQueries = cluster.topQueries.map((q) => ({ ...q, ms: Math.round(q.ms), query: q.query.replace(/\s+/g, ' ').slice(0, 400) }));
         try {
           await attempt('Steady state', async () => void figures.push(...(await steadyState(env, cluster))));
-          await attempt('Status API', async () => void figures.push(...(await statusApi(env, cluster))));
+          await attempt('Status API', async () => {
+            const { figures: api, topStatements } = await statusApi(env, cluster);
+            figures.push(...api);
+            extra.statusApiTopStatements = topStatements;
+          });
         } finally {
           await cluster.close();
         }

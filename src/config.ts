@@ -11,6 +11,8 @@ export interface Config {
   readonly databaseUrl: string | null;
   readonly dataDir: string;
   readonly dbPoolMax: number;
+  /** Run parameterised statements as named prepared statements (parsed and planned once per connection). */
+  readonly dbPrepare: boolean;
   readonly host: string;
   readonly port: number;
   readonly logLevel: LogLevel;
@@ -83,6 +85,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     databaseUrl,
     dataDir: path.resolve(cwd, read.string('STEADY_DATA_DIR') ?? '.steady'),
     dbPoolMax: read.integer('STEADY_DB_POOL_MAX', 10, 1, 1000),
+    dbPrepare: read.boolean('STEADY_DB_PREPARE', true),
     host: read.string('HOST') ?? '127.0.0.1',
     port: read.integer('PORT', 8080, 0, 65535),
     logLevel: read.oneOf('LOG_LEVEL', LOG_LEVELS, 'info'),

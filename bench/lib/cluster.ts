@@ -1,5 +1,6 @@
+import path from 'node:path';
 import type pg from 'pg';
-import { CONTROLLER_ROLE, type BenchPostgres } from './postgres.js';
+import { API_ROLE, CONTROLLER_ROLE, type BenchPostgres } from './postgres.js';
 import { serve, type SteadyChild } from './steady.js';
 
 export interface BenchEnv {
@@ -94,23 +95,30 @@ export async function placedReplicas(pool: pg.Pool): Promise<number> {
   return rows[0]!.n;
 }
 
-/** Environment for `steady serve`; the controller connects as its own role (for pg_stat_statements). */
+/** Environment for `steady serve`; the controller and the API connect as their own roles (for pg_stat_statements). */
 export function serveEnv(env: BenchEnv, database: string, role: 'api' | 'controller'): Record<string, string> {
   return {
-    DATABASE_URL: env.pg.url(database, role === 'controller' ? CONTROLLER_ROLE : 'postgres'),
+    DATABASE_URL: env.pg.url(database, role === 'controller' ? CONTROLLER_ROLE : API_ROLE),
     JWT_SECRET: env.secret,
     // Agents are simulated by SQL and send no heartbeats: keep nodes ready for the whole run.
     STEADY_NODE_GRACE_PERIOD: '24h',
   };
 }
 
+/**
+ * Node flags that write CPU profiles of the process when --profile is given, one directory per
+ * process: each thread (a loader thread too, when run from source) writes its own file there.
+ */
+function profileArgs(env: BenchEnv, name: string): string[] {
+  return env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(env.profileDir, `${name}-${Date.now()}`)}`] : [];
+}
+
 export async function startApi(env: BenchEnv, database: string, migrate = true): Promise<{ proc: SteadyChild; url: string }> {
-  return serve(`api(${database})`, 'api', serveEnv(env, database, 'api'), { migrate });
+  return serve(`api(${database})`, 'api', serveEnv(env, database, 'api'), { migrate, nodeArgs: profileArgs(env, `api-${database}`) });
 }
 
 export async function startController(env: BenchEnv, database: string, label: string): Promise<{ proc: SteadyChild; url: string }> {
-  const nodeArgs = env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${env.profileDir}`, `--cpu-prof-name=controller-${label}-${Date.now()}.cpuprofile`] : [];
-  return serve(`controller(${database})`, 'controller', serveEnv(env, database, 'controller'), { nodeArgs });
+  return serve(`controller(${database})`, 'controller', serveEnv(env, database, 'controller'), { nodeArgs: profileArgs(env, `controller-${label}`) });
 }
 
 /** Sum of a Prometheus counter's samples from a /metrics text. */

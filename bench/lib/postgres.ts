@@ -20,8 +20,9 @@ export interface BenchPostgres {
   destroySync(): void;
 }
 
-/** The role the controller connects as, so pg_stat_statements can tell its queries from everyone else's. */
+/** The roles the controller and the API connect as, so pg_stat_statements can tell their queries apart. */
 export const CONTROLLER_ROLE = 'steady_controller';
+export const API_ROLE = 'steady_api';
 
 /**
  * The same throwaway server the tests use, plus pg_stat_statements (it must be preloaded, so: ALTER
@@ -51,6 +52,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   await c.connect();
   const version = ((await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?').split(' ')[0]!;
   await c.query(`CREATE ROLE ${CONTROLLER_ROLE} LOGIN SUPERUSER`);
+  await c.query(`CREATE ROLE ${API_ROLE} LOGIN SUPERUSER`);
   await c.end();
   return {
     server,
@@ -102,12 +104,19 @@ export async function pgbenchTps(bp: BenchPostgres, seconds: number, clients = 4
 }
 
 /** The controller role's statements so far: total calls, and calls of COMMIT (its transactions). */
-export async function controllerStatements(pool: pg.Pool): Promise<{ calls: number; commits: number; byQuery: { query: string; calls: number; ms: number }[] }> {
+export interface StatementStats {
+  readonly calls: number;
+  readonly commits: number;
+  readonly byQuery: { query: string; calls: number; ms: number }[];
+}
+
+/** What `role` has run in this pool's database so far (pg_stat_statements). */
+export async function statementsOf(pool: pg.Pool, role: string): Promise<StatementStats> {
   const { rows } = await pool.query<{ query: string; calls: string; ms: number }>(
     `SELECT s.query, s.calls::text AS calls, s.total_exec_time AS ms
      FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
      WHERE r.rolname = $1 AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-    [CONTROLLER_ROLE],
+    [role],
   );
   let calls = 0;
   let commits = 0;
@@ -126,4 +135,14 @@ export async function databaseCounters(pool: pg.Pool): Promise<{ xactCommit: num
   );
   const row = rows[0]!;
   return { xactCommit: Number(row.c), xactRollback: Number(row.r), deadlocks: Number(row.d) };
+}
+
+export const controllerStatements = (pool: pg.Pool): Promise<StatementStats> => statementsOf(pool, CONTROLLER_ROLE);
+
+/** Forgets what `role` ran in this pool's database, to measure one phase alone. */
+export async function resetStatementsOf(pool: pg.Pool, role: string): Promise<void> {
+  await pool.query(
+    `SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = $1), (SELECT oid FROM pg_database WHERE datname = current_database()))`,
+    [role],
+  );
 }

@@ -2,6 +2,7 @@ import autocannon from 'autocannon';
 import { Api, mapLimit, sleep } from '../lib/api.js';
 import { agentsTick, placedReplicas, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
 import type { Figure } from '../lib/report.js';
+import { API_ROLE, resetStatementsOf, statementsOf } from '../lib/postgres.js';
 import type { ColdCluster } from './cold-start.js';
 
 /**
@@ -10,7 +11,13 @@ import type { ColdCluster } from './cold-start.js';
  * GET status with a random id per request, and GET list (first page). Baseline: /healthz of the same
  * process, a constant JSON Hono route behind the same request-log middleware (but no auth, no SQL).
  */
-export async function statusApi(env: BenchEnv, cluster: ColdCluster): Promise<Figure[]> {
+export interface TopStatement {
+  readonly query: string;
+  readonly calls: number;
+  readonly ms: number;
+}
+
+export async function statusApi(env: BenchEnv, cluster: ColdCluster): Promise<{ figures: Figure[]; topStatements: Record<string, TopStatement[]> }> {
   const count = env.quick ? 50 : 100;
   const seconds = env.quick ? 5 : 10;
   const { api, pool } = cluster;
@@ -36,17 +43,29 @@ export async function statusApi(env: BenchEnv, cluster: ColdCluster): Promise<Fi
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${label}: ${result.non2xx} non-2xx, ${result.errors} errors`);
     return { rps: result.requests.average, p99: result.latency.p99, total: result.requests.total };
   };
+  // What the API asks PostgreSQL per route (pg_stat_statements of the API's role, reset before each run).
+  const topStatements: Record<string, TopStatement[]> = {};
+  const measured = async (label: string, path: () => string) => {
+    await resetStatementsOf(pool, API_ROLE);
+    const result = await run(label, path, true);
+    topStatements[label] = (await statementsOf(pool, API_ROLE)).byQuery
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 6)
+      .map((q) => ({ calls: q.calls, ms: Math.round(q.ms), query: q.query.replace(/\s+/g, ' ').slice(0, 400) }));
+    return result;
+  };
   const constant = await run('GET /healthz (constant JSON)', () => '/healthz', false);
-  const status = await run('GET /api/deployment/status/{random id}', () => `/api/deployment/status/${ids[Math.floor(Math.random() * ids.length)]}`, true);
-  const list = await run('GET /api/deployment/list', () => '/api/deployment/list', true);
+  const status = await measured('GET /api/deployment/status/{random id}', () => `/api/deployment/status/${ids[Math.floor(Math.random() * ids.length)]}`);
+  const list = await measured('GET /api/deployment/list', () => '/api/deployment/list');
   const constantAgain = await run('GET /healthz again', () => '/healthz', false);
   const baseRps = (constant.rps + constantAgain.rps) / 2;
   const baseline = { name: 'GET /healthz, same process', value: baseRps, unit: 'req/s' };
-  return [
+  const figures: Figure[] = [
     { scenario: 'Status API', metric: 'GET /healthz p99', value: Math.max(constant.p99, constantAgain.p99), unit: 'ms', note: `before ${Math.round(constant.rps)}, after ${Math.round(constantAgain.rps)} req/s` },
     { scenario: 'Status API', metric: 'GET status/{id} throughput', value: status.rps, unit: 'req/s', baseline, ratio: status.rps / baseRps, target: '≥ 25%', met: status.rps / baseRps >= 0.25 },
     { scenario: 'Status API', metric: 'GET status/{id} p99', value: status.p99, unit: 'ms' },
     { scenario: 'Status API', metric: 'GET list throughput', value: list.rps, unit: 'req/s', baseline, ratio: list.rps / baseRps, target: '≥ 25%', met: list.rps / baseRps >= 0.25 },
     { scenario: 'Status API', metric: 'GET list p99', value: list.p99, unit: 'ms' },
   ];
+  return { figures, topStatements };
 }

@@ -4,6 +4,7 @@ import type { JwtConfig } from '../config.js';
 import type { Database } from '../db/database.js';
 import { ensureUser } from '../db/queries/users.js';
 import { ForbiddenError, UnauthorizedError, UnavailableError } from '../domain/errors.js';
+import { LruMap } from '../lib/lru.js';
 
 export type Role = 'admin' | 'node';
 
@@ -29,7 +30,22 @@ const KNOWN_ROLES: readonly Role[] = ['admin', 'node'];
  * token "signed" with an RSA public key has no key to verify against. Refuses to build without a key
  * source (fail at start-up, not on the first request).
  */
-export function createAuthenticator(config: JwtConfig, options: { jwksTimeoutMs?: number } = {}): Authenticate {
+export interface AuthenticatorOptions {
+  readonly jwksTimeoutMs?: number;
+  /** Verified tokens remembered (by their exact text), so a client's every request is not a signature check. */
+  readonly cacheSize?: number;
+  /** How long a verified token is trusted without checking it again (never past its `exp`). */
+  readonly cacheTtlMs?: number;
+  readonly now?: () => number;
+}
+
+interface VerifiedToken {
+  readonly principal: Principal;
+  /** Epoch ms after which the entry is checked again: min(exp + tolerance, verified + TTL). */
+  readonly until: number;
+}
+
+export function createAuthenticator(config: JwtConfig, options: AuthenticatorOptions = {}): Authenticate {
   if (config.secret === null && config.jwksUrl === null) {
     throw new Error('authentication needs JWT_SECRET or JWT_JWKS_URL');
   }
@@ -43,13 +59,26 @@ export function createAuthenticator(config: JwtConfig, options: { jwksTimeoutMs?
     throw new UnauthorizedError('token algorithm not accepted');
   };
 
+  // A token's text fixes its claims and signature, so a verified one stays verified until it expires.
+  // Entries are also re-checked after the TTL: a key withdrawn from the JWKS stops working within it.
+  const cache = new LruMap<string, VerifiedToken>(options.cacheSize ?? 10_000);
+  const ttlMs = options.cacheTtlMs ?? 60_000;
+  const now = options.now ?? Date.now;
+
   return async (authorization) => {
     const match = /^Bearer[ ]+([^\s]+)[ ]*$/i.exec(authorization ?? '');
-    if (!match?.[1]) throw new UnauthorizedError('missing bearer token');
+    const token = match?.[1];
+    if (!token) throw new UnauthorizedError('missing bearer token');
+    const cached = cache.get(token);
+    if (cached !== undefined) {
+      if (now() < cached.until) return cached.principal;
+      cache.delete(token);
+    }
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(match[1], getKey, {
+      ({ payload } = await jwtVerify(token, getKey, {
         algorithms,
+        currentDate: new Date(now()),
         clockTolerance: config.clockToleranceSec,
         requiredClaims: ['exp', 'sub'],
         ...(config.issuer ? { issuer: config.issuer } : {}),
@@ -58,7 +87,12 @@ export function createAuthenticator(config: JwtConfig, options: { jwksTimeoutMs?
     } catch (err) {
       throw classifyVerifyError(err, jwks !== null);
     }
-    return principalOf(payload);
+    const principal = principalOf(payload);
+    const verifiedAt = now();
+    // `exp` is required, so always a number here; nbf needs no entry rule: a token is cached only once valid.
+    const expiresAt = (Number(payload.exp) + config.clockToleranceSec) * 1000;
+    cache.set(token, { principal, until: Math.min(expiresAt, verifiedAt + ttlMs) });
+    return principal;
   };
 }
 
@@ -128,26 +162,20 @@ export const requireUser: MiddlewareHandler<ApiEnv> = async (c, next) => {
  * used out) so that reads do not write, and memory stays flat however many subjects pass by.
  */
 export class UserDirectory {
-  private readonly ids = new Map<string, string>();
+  private readonly ids: LruMap<string, string>;
 
   constructor(
     private readonly database: Database,
-    private readonly capacity = 10_000,
-  ) {}
+    capacity = 10_000,
+  ) {
+    this.ids = new LruMap(capacity);
+  }
 
   async idOf(principal: Principal): Promise<string> {
     const cached = this.ids.get(principal.subject);
-    if (cached !== undefined) {
-      this.ids.delete(principal.subject);
-      this.ids.set(principal.subject, cached);
-      return cached;
-    }
+    if (cached !== undefined) return cached;
     const id = await ensureUser(this.database.db, principal.subject, principal.username);
     this.ids.set(principal.subject, id);
-    if (this.ids.size > this.capacity) {
-      const oldest = this.ids.keys().next().value;
-      if (oldest !== undefined) this.ids.delete(oldest);
-    }
     return id;
   }
 }

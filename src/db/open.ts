@@ -9,7 +9,7 @@ import { openPostgres } from './postgres.js';
 /** PostgreSQL when DATABASE_URL is set, otherwise PGlite in the data directory (locked while open). */
 export async function openDatabase(config: Config, logger: Logger, applicationName?: string): Promise<Database> {
   if (config.databaseUrl !== null) {
-    return openPostgres({ url: config.databaseUrl, poolMax: config.dbPoolMax, logger, applicationName });
+    return openPostgres({ url: config.databaseUrl, poolMax: config.dbPoolMax, prepare: config.dbPrepare, logger, applicationName });
   }
   const lock = lockDataDir(config.dataDir);
   try {

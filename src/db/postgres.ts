@@ -2,11 +2,14 @@ import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
 import type { Database, ListenHandlers, Listener, Session } from './database.js';
+import { preparingClient, StatementNames } from './prepared-statements.js';
 import type { Tables } from './tables.js';
 
 export interface PostgresOptions {
   readonly url: string;
   readonly poolMax: number;
+  /** Named prepared statements (see prepared-statements.ts); default on. */
+  readonly prepare?: boolean;
   readonly logger: Logger;
   readonly applicationName?: string;
 }
@@ -24,6 +27,7 @@ export function openPostgres(options: PostgresOptions): Database {
     query_timeout: 30_000,
     keepAlive: true,
     application_name: options.applicationName ?? 'steady',
+    ...(options.prepare === false ? {} : { Client: preparingClient(new StatementNames()) }),
   });
   // An idle client that loses its server emits 'error' on the pool; unhandled, it would kill the process.
   pool.on('error', (err) => options.logger.warn({ err: err.message }, 'idle database connection lost'));

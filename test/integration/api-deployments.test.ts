@@ -384,5 +384,25 @@ describeBackends('API deployments', (t, backend) => {
       const list = (await (await api.call('GET', '/api/deployment/list?limit=100', { token: bob })).json()) as { items: { name: string }[] };
       expect(list.items.map((i) => i.name)).not.toContain('private');
     });
+
+    it('keeps users apart when their status reads share one batched statement', async () => {
+      const mine = await deploy(alice, 'batched-a');
+      const theirs = await deploy(bob, 'batched-b');
+      // Issued in the same turn, these are answered by one statement: each caller must still see only their own.
+      const pairs: [string, string][] = [
+        [alice, mine.deployment_id],
+        [bob, theirs.deployment_id],
+        [alice, theirs.deployment_id],
+        [bob, mine.deployment_id],
+      ];
+      const reads = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => {
+          const [token, id] = pairs[i % 4]!;
+          return status(token, id).then(async (res) => ({ code: res.status, body: (await res.json()) as { name?: string } }));
+        }),
+      );
+      expect(reads.map((r) => r.code)).toEqual(Array.from({ length: 12 }, (_, i) => (i % 4 < 2 ? 200 : 404)));
+      expect(reads.filter((r) => r.code === 200).map((r) => r.body.name)).toEqual(Array.from({ length: 6 }, (_, i) => (i % 2 === 0 ? 'batched-a' : 'batched-b')));
+    });
   });
 });

@@ -1,6 +1,7 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { placeReplicas } from '../../src/domain/scheduler.js';
-import { ZERO_RESOURCES, allocatedFraction, fits, nodeFreeCapacity } from '../../src/domain/resources.js';
+import { ZERO_RESOURCES, addResources, allocatedFraction, fits, nodeFreeCapacity } from '../../src/domain/resources.js';
 import type { Node, NodeStatus, Resources } from '../../src/domain/types.js';
 
 const res = (cpuCores: number, memoryMb: number, gpuUnits = 0, storageGb = 0): Resources => ({ cpuCores, memoryMb, gpuUnits, storageGb });
@@ -73,5 +74,61 @@ describe('placeReplicas', () => {
     const reason = placeReplicas(1, res(2, 2), nodes, none).unschedulableReason!;
     expect(reason.length).toBeLessThanOrEqual(500);
     expect(reason).toBe('Unschedulable: 0/1000 nodes are available: 250 cordoned, 250 draining, 250 insufficient cpu, 250 not ready');
+  });
+});
+
+/**
+ * The placement rule written the obvious way, one full scan and one fleet copy per replica: the
+ * specification the optimised placeReplicas must match exactly.
+ */
+const referencePlacement = (count: number, need: Resources, nodes: readonly Node[], counts: ReadonlyMap<string, number>): (string | null)[] => {
+  let fleet = nodes;
+  const perNode = new Map(counts);
+  const out: (string | null)[] = [];
+  for (let i = 0; i < count; i++) {
+    const fitting = fleet.filter((n) => n.status === 'ready' && fits(nodeFreeCapacity(n), need));
+    const key = (n: Node): [number, number, string, string] => [perNode.get(n.id) ?? 0, allocatedFraction(n.allocated, n.capacity), n.name, n.id];
+    const best = fitting.sort((a, b) => {
+      const [ka, kb] = [key(a), key(b)];
+      for (let k = 0; k < 4; k++) if (ka[k] !== kb[k]) return ka[k]! < kb[k]! ? -1 : 1;
+      return 0;
+    })[0];
+    out.push(best?.id ?? null);
+    if (!best) continue;
+    perNode.set(best.id, (perNode.get(best.id) ?? 0) + 1);
+    fleet = fleet.map((n) => (n.id === best.id ? { ...n, allocated: addResources(n.allocated, need) } : n));
+  }
+  return out;
+};
+
+describe('placeReplicas against the reference rule', () => {
+  const quarter = fc.integer({ min: 0, max: 16 }).map((q) => q / 4);
+  const resArb = fc.record({ cpuCores: quarter, memoryMb: fc.integer({ min: 0, max: 8 }).map((m) => m * 256), gpuUnits: fc.integer({ min: 0, max: 2 }), storageGb: fc.integer({ min: 0, max: 4 }) });
+  const nodeArb = fc.record({
+    // Few names, so ties on name fall through to the id.
+    name: fc.constantFrom('a', 'b', 'c'),
+    status: fc.constantFrom<NodeStatus>('ready', 'ready', 'ready', 'not_ready', 'draining', 'cordoned'),
+    // Few shapes and usages, so nodes often tie on count and fraction and the later keys decide.
+    capacity: fc.oneof(fc.constantFrom(res(4, 2048), res(8, 4096, 1, 2), res(2, 1024)), resArb),
+    usedQuarters: fc.integer({ min: 0, max: 2 }),
+  });
+
+  it('chooses exactly the nodes the rule says, replica by replica', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 12 }), resArb, fc.array(nodeArb, { maxLength: 8 }), fc.array(fc.nat(3), { maxLength: 8 }), (count, need, specs, existing) => {
+        const nodes = specs.map((s, i): Node => ({
+          id: `id-${i}`,
+          name: s.name,
+          status: s.status,
+          capacity: s.capacity,
+          allocated: { ...ZERO_RESOURCES, cpuCores: (Math.floor(s.capacity.cpuCores * 4 * s.usedQuarters) / 4) / 4 },
+        }));
+        const counts = new Map(existing.slice(0, nodes.length).map((n, i) => [`id-${i}`, n]));
+        const { placements, unschedulableReason } = placeReplicas(count, need, nodes, counts);
+        expect(placements).toEqual(referencePlacement(count, need, nodes, counts));
+        expect(unschedulableReason === null).toBe(!placements.includes(null));
+      }),
+      { numRuns: Number(process.env.PROPERTY_RUNS ?? 500) },
+    );
   });
 });

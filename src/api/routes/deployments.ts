@@ -8,8 +8,9 @@ import {
   stopDeployment,
 } from '../../db/queries/deployment-commands.js';
 import { listDeployments } from '../../db/queries/deployment-list.js';
-import { loadDeploymentStatus } from '../../db/queries/deployment-status.js';
+import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { Coalescer } from '../../lib/coalescer.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { notFoundOnBadId } from '../errors.js';
@@ -100,8 +101,10 @@ const start = createRoute({
 
 export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory): void {
   const db = ctx.database.db;
+  // Status reads of concurrent requests share one statement (every command answers with the status too).
+  const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
   const statusJson = async (userId: string, id: string) => {
-    const record = await loadDeploymentStatus(db, userId, id);
+    const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
     if (!record) throw new NotFoundError('deployment');
     return deploymentStatusJson(record);

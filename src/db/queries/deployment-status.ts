@@ -52,35 +52,48 @@ interface HeadRow {
   running: number;
   failed: number;
   history: { old_status: string; new_status: string; changed_at: string; reason: string | null }[];
+  replicas: ReplicaJson[];
 }
 
-interface ReplicaRow {
+interface ReplicaJson {
   id: string;
   node_id: string | null;
   status: ReplicaStatus;
   container_id: string | null;
-  started_at: Date | null;
-  stopped_at: Date | null;
+  started_at: string | null;
+  stopped_at: string | null;
 }
 
+const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+
+export interface StatusKey {
+  readonly userId: string;
+  readonly id: string;
+}
+
+export const statusKeyOf = (key: StatusKey): string => `${key.userId}/${key.id}`;
+
 /**
- * A user's live deployment with everything the status object shows, in two queries: the deployment
- * with its resources, replica counts and history; then the bounded replica list. Null when the id is
+ * Users' live deployments with everything the status object shows, in one statement for any number
+ * of them: each deployment with its resources, replica counts, the bounded replica list and the last
+ * history rows (both aggregated as JSON). Keyed by `statusKeyOf`; a key is missing when the id is
  * unknown, another user's, or soft-deleted (the caller cannot tell those apart, by design).
  */
-export async function loadDeploymentStatus(db: Kysely<Tables>, userId: string, id: string): Promise<DeploymentStatusRecord | null> {
-  const head = await sql<HeadRow>`
-    SELECT d.id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at,
+export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, DeploymentStatusRecord>> {
+  if (keys.length === 0) return new Map();
+  const { rows } = await sql<HeadRow & { user_id: string }>`
+    SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at,
            res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb,
-           c.considered, c.running, c.failed, h.history
-    FROM deployments d
+           c.considered, c.running, c.failed, h.history, rl.replicas
+    FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
+    JOIN deployments d ON d.id = k.id AND d.user_id = k.user_id AND d.deleted_at IS NULL
     LEFT JOIN deployment_resources res ON res.deployment_id = d.id
     ${replicaCountsLateral()}
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'old_status', x.old_status,
                'new_status', x.new_status,
-               'changed_at', to_char(x.changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+               'changed_at', ${isoUtc('x.changed_at')},
                'reason', x.reason
              ) ORDER BY x.changed_at DESC, x.id DESC), '[]'::json) AS history
       FROM (
@@ -90,26 +103,28 @@ export async function loadDeploymentStatus(db: Kysely<Tables>, userId: string, i
         LIMIT ${RECENT_HISTORY}
       ) x
     ) h ON true
-    WHERE d.id = ${id} AND d.user_id = ${userId} AND d.deleted_at IS NULL
+    LEFT JOIN LATERAL (
+      SELECT coalesce(json_agg(json_build_object(
+               'id', r.id, 'node_id', r.node_id, 'status', r.status, 'container_id', r.container_id,
+               'started_at', ${isoUtc('r.started_at')}, 'stopped_at', ${isoUtc('r.stopped_at')}
+             ) ORDER BY r.grp, CASE WHEN r.grp = 0 THEN r.at END ASC, CASE WHEN r.grp = 1 THEN r.at END DESC, r.id), '[]'::json) AS replicas
+      FROM (
+        (SELECT id, node_id, status, container_id, started_at, stopped_at, created_at AS at, 0 AS grp
+         FROM deployment_replicas
+         WHERE deployment_id = d.id AND status IN ('pending', 'starting', 'running', 'stopping'))
+        UNION ALL
+        (SELECT id, node_id, status, container_id, started_at, stopped_at, updated_at AS at, 1 AS grp
+         FROM deployment_replicas
+         WHERE deployment_id = d.id AND status IN ('stopped', 'failed')
+         ORDER BY updated_at DESC, id DESC
+         LIMIT ${RECENT_TERMINAL_REPLICAS})
+      ) r
+    ) rl ON true
   `.execute(db);
-  const row = head.rows[0];
-  if (!row) return null;
+  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), recordOf(row)]));
+}
 
-  const replicas = await sql<ReplicaRow>`
-    SELECT id, node_id, status, container_id, started_at, stopped_at FROM (
-      (SELECT id, node_id, status, container_id, started_at, stopped_at, created_at AS at, 0 AS grp
-       FROM deployment_replicas
-       WHERE deployment_id = ${id} AND status IN ('pending', 'starting', 'running', 'stopping'))
-      UNION ALL
-      (SELECT id, node_id, status, container_id, started_at, stopped_at, updated_at AS at, 1 AS grp
-       FROM deployment_replicas
-       WHERE deployment_id = ${id} AND status IN ('stopped', 'failed')
-       ORDER BY updated_at DESC, id DESC
-       LIMIT ${RECENT_TERMINAL_REPLICAS})
-    ) r
-    ORDER BY grp, CASE WHEN grp = 0 THEN at END ASC, CASE WHEN grp = 1 THEN at END DESC, id
-  `.execute(db);
-
+function recordOf(row: HeadRow): DeploymentStatusRecord {
   return {
     id: row.id,
     name: row.name,
@@ -122,13 +137,13 @@ export async function loadDeploymentStatus(db: Kysely<Tables>, userId: string, i
       storageGb: row.storage_gb ?? 0,
     },
     counts: { considered: row.considered, running: row.running, failed: row.failed },
-    replicas: replicas.rows.map((r) => ({
+    replicas: row.replicas.map((r) => ({
       id: r.id,
       nodeId: r.node_id,
       status: r.status,
       containerId: r.container_id,
-      startedAt: r.started_at,
-      stoppedAt: r.stopped_at,
+      startedAt: r.started_at === null ? null : new Date(r.started_at),
+      stoppedAt: r.stopped_at === null ? null : new Date(r.stopped_at),
     })),
     history: row.history.map((h) => ({
       oldStatus: h.old_status,
