@@ -32,6 +32,8 @@ export interface JwtConfig {
 
 export interface ControllerConfig {
   readonly concurrency: number;
+  /** Most deployments reconciled in one transaction when a backlog builds up. */
+  readonly batchSize: number;
   readonly resyncMs: number;
   readonly leaderElection: boolean;
   readonly leaseMs: number;
@@ -99,6 +101,7 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     },
     controller: {
       concurrency: read.integer('STEADY_CONCURRENCY', 8, 1, 256),
+      batchSize: read.integer('STEADY_RECONCILE_BATCH', 50, 1, 1000),
       resyncMs: read.duration('STEADY_RESYNC_PERIOD', 30_000),
       leaderElection: read.boolean('STEADY_LEADER_ELECTION', true),
       leaseMs,

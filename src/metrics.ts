@@ -8,6 +8,7 @@ export interface Metrics {
   readonly registry: Registry;
   readonly reconciles: Counter<'outcome'>;
   readonly reconcileDuration: Histogram<'outcome'>;
+  readonly reconcileBatchSize: Histogram;
   readonly queueDepth: Gauge;
   readonly replicasByStatus: Gauge<'status'>;
   readonly isLeader: Gauge;
@@ -29,9 +30,15 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     }),
     reconcileDuration: new Histogram({
       name: 'steady_reconcile_duration_seconds',
-      help: 'Time of one reconcile transaction.',
+      help: 'Time of one reconcile transaction (of a batch of deployments, under a backlog).',
       labelNames: ['outcome'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    reconcileBatchSize: new Histogram({
+      name: 'steady_reconcile_batch_size',
+      help: 'Deployments reconciled in one transaction.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
       registers,
     }),
     queueDepth: new Gauge({ name: 'steady_workqueue_depth', help: 'Deployments waiting to be reconciled.', registers }),

@@ -135,11 +135,12 @@ class ActiveController {
     let self: ActiveController | null = null;
     const queue = new WorkQueue({
       concurrency: ctx.config.controller.concurrency,
-      handle: async (key, trigger) => {
+      maxBatch: ctx.config.controller.batchSize,
+      handleBatch: async (items) => {
         ctx.metrics.queueDepth.set(queue.size);
-        const result = await reconcile(key, trigger);
-        if (result.unscheduled && self) self.unscheduledKnown = true;
-        return { requeueAfterMs: result.requeueAfterMs };
+        const outcomes = await reconcile(items);
+        if (self && [...outcomes.values()].some((o) => o.ok && o.result?.unscheduled)) self.unscheduledKnown = true;
+        return outcomes;
       },
       onError: (key, err, retryInMs, failures) => {
         const expected = err instanceof StaleReadError || isTransientDbError(err) || isConflict(err);

@@ -1,8 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../context.js';
-import { applyPlanRows, loadNodes, loadReplicas, lockDeployment, takeSchedulingLock } from '../db/controller/reconcile-store.js';
+import { isTransientDbError } from '../db/database.js';
+import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock, type LoadedDeployment } from '../db/controller/reconcile-store.js';
+import { NodeView } from '../domain/node-view.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
 import type { Node, Replica } from '../domain/types.js';
+import type { Outcome, WorkItem } from './work-queue.js';
 
 export interface ReconcileResult {
   /** Look again after this long (timed work such as a back-off), or null. */
@@ -13,64 +16,115 @@ export interface ReconcileResult {
   readonly unscheduled: boolean;
 }
 
-export type Reconcile = (deploymentId: string, trigger: string) => Promise<ReconcileResult>;
+/** Reconciles a batch of deployments; each one's outcome, by id. */
+export type Reconcile = (items: readonly WorkItem[]) => Promise<Map<string, Outcome & { readonly result?: ReconcileResult }>>;
+
+interface Decided {
+  readonly id: string;
+  readonly loaded: LoadedDeployment;
+  readonly replicas: readonly Replica[];
+  readonly plan: Plan;
+}
 
 /**
- * One reconcile = one transaction: lock the deployment, load, plan (pure), and when the plan places
- * replicas, take the scheduling lock and plan again on a fresh read of the nodes; apply, commit.
- * Level-triggered: the trigger is only logged, never used to decide.
+ * One transaction per batch of deployments (one under no backlog): lock them in id order, load
+ * their replicas in one query, plan each (pure), and when some plan places replicas, take the
+ * scheduling lock and plan on a fresh read of the nodes, each plan seeing the placements of the
+ * ones before it; write every plan with one statement per kind of change; commit. Level-triggered:
+ * the trigger is only logged, never used to decide.
+ *
+ * When a batch of several fails for a reason of its own (a stale read, an overcommit refused), each
+ * deployment is reconciled again alone, so one troubled deployment never holds back the others.
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Reconcile {
-  return async (deploymentId, trigger) => {
+  const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, Outcome & { readonly result?: ReconcileResult }>> => {
     const started = performance.now();
-    const reconcileId = randomUUID().slice(0, 8);
-    const log = ctx.logger.child({ deployment_id: deploymentId, reconcile_id: reconcileId });
+    const ids = [...new Set(items.map((i) => i.key))].sort();
+    let decided: Decided[];
     try {
-      const outcome = await ctx.database.db.transaction().execute(async (tx) => {
-        const loaded = await lockDeployment(tx, deploymentId);
-        if (!loaded) return null;
-        const replicas = await loadReplicas(tx, deploymentId);
+      decided = await ctx.database.db.transaction().execute(async (tx) => {
+        const loaded = await lockDeployments(tx, ids);
+        const present = ids.filter((id) => loaded.has(id));
+        if (present.length === 0) return [];
+        const replicasOf = await loadReplicas(tx, present);
         const now = ctx.clock.now();
-        const planWith = (nodes: readonly Node[]): Plan =>
-          planDeployment({ deployment: loaded.deployment, replicas, nodes, now, config: plannerConfig });
+        const planOne = (id: string, nodes: readonly Node[]): Plan =>
+          planDeployment({ deployment: loaded.get(id)!.deployment, replicas: replicasOf.get(id) ?? [], nodes, now, config: plannerConfig });
+        const planAll = (nodes: readonly Node[]): Decided[] => {
+          const view = new NodeView(nodes);
+          return present.map((id) => {
+            const plan = planOne(id, view.nodes);
+            view.take(plan, loaded.get(id)!.deployment.resources);
+            return { id, loaded: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], plan };
+          });
+        };
         // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
-        // the lock, no other placement can change any node's allocation, so a plan made from a read
-        // taken after it cannot overcommit. A draft without nodes tells, with no I/O, whether this
-        // reconcile will want to place, so the common case reads the nodes once, under the lock.
-        const locked = wantsPlacement(planWith([]), replicas);
+        // the lock, no other placement can change any node's allocation, so plans made from a read
+        // taken after it cannot overcommit. Drafts without nodes tell, with no I/O, whether this
+        // batch will want to place, so the common case reads the nodes once, under the lock.
+        const locked = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
         if (locked) await takeSchedulingLock(tx);
-        let plan = planWith(await loadNodes(tx));
-        if (!locked && placesReplicas(plan)) {
+        let plans = planAll(await loadNodes(tx));
+        if (!locked && plans.some((d) => placesReplicas(d.plan))) {
           // Rare: only node state (a draining node) asked for replacements.
           await takeSchedulingLock(tx);
-          plan = planWith(await loadNodes(tx));
+          plans = planAll(await loadNodes(tx));
         }
-        const unscheduled = stillUnscheduled(replicas, plan);
-        if (isEmptyPlan(plan)) return { name: loaded.deployment.name, plan, changed: false, unscheduled };
-        await applyPlanRows(tx, deploymentId, plan, replicas);
-        return { name: loaded.deployment.name, plan, changed: true, unscheduled };
+        const writes = plans.filter((d) => !isEmptyPlan(d.plan));
+        if (writes.length > 0) await applyPlans(tx, writes.map((d) => ({ deploymentId: d.id, plan: d.plan, replicas: d.replicas })));
+        return plans;
       });
-      const durationMs = performance.now() - started;
-      const outcomeLabel = outcome?.changed ? 'changed' : 'unchanged';
-      ctx.metrics.reconciles.inc({ outcome: outcomeLabel });
-      ctx.metrics.reconcileDuration.observe({ outcome: outcomeLabel }, durationMs / 1000);
-      if (!outcome) {
-        log.debug({ trigger }, 'deployment gone');
-        return { requeueAfterMs: null, changed: false, unscheduled: false };
-      }
-      const summary = { name: outcome.name, trigger, ...describePlan(outcome.plan), duration_ms: round(durationMs) };
-      if (outcome.changed) log.info(summary, 'reconciled');
-      else log.debug(summary, 'nothing to do');
-      return {
-        requeueAfterMs: outcome.plan.requeueAfterMs,
-        changed: outcome.changed,
-        unscheduled: outcome.unscheduled,
-      };
     } catch (err) {
       const durationMs = performance.now() - started;
-      ctx.metrics.reconciles.inc({ outcome: 'error' });
+      ctx.metrics.reconciles.inc({ outcome: 'error' }, ids.length);
       ctx.metrics.reconcileDuration.observe({ outcome: 'error' }, durationMs / 1000);
       throw err;
+    }
+    const durationMs = performance.now() - started;
+    const reconcileId = randomUUID().slice(0, 8);
+    const triggerOf = new Map(items.map((i) => [i.key, i.trigger]));
+    const out = new Map<string, Outcome & { readonly result?: ReconcileResult }>();
+    const byId = new Map(decided.map((d) => [d.id, d]));
+    let changedCount = 0;
+    for (const id of ids) {
+      const d = byId.get(id);
+      const log = ctx.logger.child({ deployment_id: id, reconcile_id: reconcileId });
+      if (!d) {
+        log.debug({ trigger: triggerOf.get(id) }, 'deployment gone');
+        out.set(id, { ok: true, result: { requeueAfterMs: null, changed: false, unscheduled: false } });
+        continue;
+      }
+      const changed = !isEmptyPlan(d.plan);
+      if (changed) changedCount++;
+      const summary = { name: d.loaded.deployment.name, trigger: triggerOf.get(id), ...describePlan(d.plan), duration_ms: round(durationMs), ...(ids.length > 1 && { batch: ids.length }) };
+      if (changed) log.info(summary, 'reconciled');
+      else log.debug(summary, 'nothing to do');
+      out.set(id, { ok: true, result: { requeueAfterMs: d.plan.requeueAfterMs, changed, unscheduled: stillUnscheduled(d.replicas, d.plan) } });
+    }
+    if (changedCount > 0) ctx.metrics.reconciles.inc({ outcome: 'changed' }, changedCount);
+    if (ids.length > changedCount) ctx.metrics.reconciles.inc({ outcome: 'unchanged' }, ids.length - changedCount);
+    ctx.metrics.reconcileDuration.observe({ outcome: changedCount > 0 ? 'changed' : 'unchanged' }, durationMs / 1000);
+    ctx.metrics.reconcileBatchSize.observe(ids.length);
+    return out;
+  };
+
+  return async (items) => {
+    try {
+      return await runBatch(items);
+    } catch (err) {
+      // Alone, or the database itself in trouble: every key fails and retries with its back-off.
+      if (items.length <= 1 || isTransientDbError(err)) throw err;
+      ctx.logger.debug({ err: err instanceof Error ? err.message : String(err), batch: items.length }, 'batch failed; reconciling its deployments one by one');
+      const out = new Map<string, Outcome & { readonly result?: ReconcileResult }>();
+      for (const item of items) {
+        try {
+          const one = await runBatch([item]);
+          for (const [k, v] of one) out.set(k, v);
+        } catch (e) {
+          out.set(item.key, { ok: false, err: e });
+        }
+      }
+      return out;
     }
   };
 }

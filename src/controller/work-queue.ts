@@ -3,10 +3,17 @@ import { KeyBackoff } from './backoff.js';
 
 export type HandleResult = { readonly requeueAfterMs?: number | null } | void;
 
-export interface WorkQueueOptions {
-  /** Max keys processed at once. */
+export interface WorkItem {
+  readonly key: string;
+  readonly trigger: string;
+}
+
+/** What handling one key came to, when a batch of keys is handled together. */
+export type Outcome = { readonly ok: true; readonly result: HandleResult } | { readonly ok: false; readonly err: unknown };
+
+export type WorkQueueOptions = {
+  /** Max handler calls at once. */
   readonly concurrency: number;
-  readonly handle: (key: string, trigger: string) => Promise<HandleResult>;
   /**
    * Called after `handle` throws, with the delay before the retry and the key's consecutive failures.
    * `retryInMs` is 0 when the key was re-added while it ran, since it then runs again at once.
@@ -16,7 +23,18 @@ export interface WorkQueueOptions {
   readonly baseBackoffMs?: number;
   /** Retry delay cap. Default 60 s: a broken key still gets looked at every minute. */
   readonly maxBackoffMs?: number;
-}
+} & (
+  | { readonly handle: (key: string, trigger: string) => Promise<HandleResult> }
+  | {
+      /**
+       * Handles up to `maxBatch` waiting keys in one call (the oldest first), returning each key's
+       * outcome; a key without one, or every key when the call throws, counts as failed. A worker
+       * takes whatever is waiting, so batches form only under a backlog: alone, a key is a batch of one.
+       */
+      readonly handleBatch: (items: readonly WorkItem[]) => Promise<ReadonlyMap<string, Outcome>>;
+      readonly maxBatch: number;
+    }
+);
 
 interface Timer {
   readonly dueAt: number;
@@ -127,23 +145,36 @@ export class WorkQueue {
   }
 
   async #runNext(): Promise<void> {
-    const head = this.#waiting.entries().next();
-    if (head.done) return; // dropped by shutdown
-    const [key, trigger] = head.value;
-    this.#waiting.delete(key);
-    this.#processing.add(key);
-    let outcome: { ok: true; result: HandleResult } | { ok: false; err: unknown };
-    try {
-      outcome = { ok: true, result: await this.options.handle(key, trigger) };
-    } catch (err) {
-      outcome = { ok: false, err };
+    const max = 'maxBatch' in this.options ? Math.max(1, this.options.maxBatch) : 1;
+    const items: WorkItem[] = [];
+    for (const [key, trigger] of this.#waiting) {
+      items.push({ key, trigger });
+      if (items.length >= max) break;
     }
-    this.#processing.delete(key);
-    this.#finish(key, outcome);
+    if (items.length === 0) return; // taken by an earlier batch, or dropped by shutdown
+    for (const { key } of items) {
+      this.#waiting.delete(key);
+      this.#processing.add(key);
+    }
+    const outcomes = await this.#handle(items);
+    for (const { key } of items) {
+      this.#processing.delete(key);
+      this.#finish(key, outcomes.get(key) ?? { ok: false, err: new Error(`no outcome for ${key}`) });
+    }
     this.#notifyIfIdle();
   }
 
-  #finish(key: string, outcome: { ok: true; result: HandleResult } | { ok: false; err: unknown }): void {
+  async #handle(items: readonly WorkItem[]): Promise<ReadonlyMap<string, Outcome>> {
+    try {
+      if ('handleBatch' in this.options) return await this.options.handleBatch(items);
+      const [{ key, trigger }] = items as [WorkItem];
+      return new Map([[key, { ok: true, result: await this.options.handle(key, trigger) }]]);
+    } catch (err) {
+      return new Map(items.map(({ key }) => [key, { ok: false, err }]));
+    }
+  }
+
+  #finish(key: string, outcome: Outcome): void {
     if (this.#closed) return;
     // A dirty key runs again at once, so it needs no timer: that run re-derives its own requeue or retry,
     // as a plain add would.

@@ -197,6 +197,55 @@ for (const backend of BACKENDS) {
       expect((await replicaCounts(db, id)).byNode[a]).toBeUndefined();
     });
 
+    it('works through a backlog in batches: every deployment placed exactly, capacity and spreading kept', async () => {
+      const ctx = await setUp({ STEADY_RECONCILE_BATCH: '16' });
+      const db = ctx.database.db;
+      await controller!.stop();
+      // 30 nodes of 6 cores for 60 × 3 one-core replicas, exactly full: plans of one batch that did not
+      // see each other's placements would pile onto the same emptiest nodes (the database refuses that, ST001).
+      for (let i = 0; i < 30; i++) await insertNode(db, { cpu: 6, memoryMb: 65_536 });
+      const ids: string[] = [];
+      for (let i = 0; i < 60; i++) ids.push(await insertDeployment(db, { target: 3 }));
+      controller = new Controller(ctx);
+      await controller.start(); // the first resync finds all 60 at once
+      await expect.poll(async () => (await db.selectFrom('deployment_replicas').select('id').where('node_id', 'is not', null).execute()).length, WAIT).toBe(180);
+      for (const id of ids) {
+        const counts = await replicaCounts(db, id);
+        expect(counts.placed).toBe(3);
+        expect(Object.values(counts.byNode)).toEqual([1, 1, 1]);
+      }
+      const moves = await db.selectFrom('deployment_status_history').select(['old_status', 'new_status']).where('old_status', '=', 'pending').execute();
+      expect(moves).toHaveLength(60);
+      const batches = (await ctx.metrics.reconcileBatchSize.get()).values;
+      const count = batches.find((v) => v.metricName === 'steady_reconcile_batch_size_count')?.value ?? 0;
+      const sum = batches.find((v) => v.metricName === 'steady_reconcile_batch_size_sum')?.value ?? 0;
+      expect(sum).toBeGreaterThanOrEqual(60);
+      expect(count).toBeLessThan(sum / 2); // batches of several, not one transaction each
+    });
+
+    it('reconciles the rest of a batch when one deployment in it keeps failing', async () => {
+      const ctx = await setUp({ STEADY_RECONCILE_BATCH: '20' });
+      const db = ctx.database.db;
+      await controller!.stop();
+      await insertNode(db, { cpu: 64, memoryMb: 65_536 });
+      const ids: string[] = [];
+      for (let i = 0; i < 10; i++) ids.push(await insertDeployment(db, { target: 2 }));
+      const poisoned = ids[4]!;
+      await sql
+        .raw(
+          `CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN IF NEW.deployment_id = '${poisoned}' THEN RAISE EXCEPTION 'poisoned deployment'; END IF; RETURN NEW; END $$`,
+        )
+        .execute(db);
+      await sql`CREATE TRIGGER poison BEFORE INSERT ON deployment_replicas FOR EACH ROW EXECUTE FUNCTION poison()`.execute(db);
+      controller = new Controller(ctx);
+      await controller.start();
+      for (const id of ids.filter((i) => i !== poisoned)) await expect.poll(async () => (await replicaCounts(db, id)).placed, WAIT).toBe(2);
+      expect((await replicaCounts(db, poisoned)).active).toBe(0);
+      const errors = (await ctx.metrics.reconciles.get()).values.find((v) => v.labels.outcome === 'error')?.value ?? 0;
+      expect(errors).toBeGreaterThan(0);
+    });
+
     it('deletes terminal replica rows past the retention window, and nothing else', async () => {
       const { database } = await setUp();
       const db = database.db;

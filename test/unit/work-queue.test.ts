@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { exponentialBackoffMs } from '../../src/controller/backoff.js';
-import { WorkQueue, type HandleResult, type WorkQueueOptions } from '../../src/controller/work-queue.js';
+import { WorkQueue, type HandleResult, type Outcome, type WorkQueueOptions } from '../../src/controller/work-queue.js';
 
 interface Deferred {
   readonly promise: Promise<void>;
@@ -412,5 +412,89 @@ describe('WorkQueue shutdown', () => {
     await queue.shutdown();
     await vi.advanceTimersByTimeAsync(100);
     expect(queue.inFlight).toBe(0);
+  });
+});
+
+describe('WorkQueue batches', () => {
+  /** A batch queue whose handler records each batch; `behave` gives each key's outcome. */
+  function batchHarness(maxBatch: number, behave: (key: string) => HandleResult | Error | 'missing' = () => undefined) {
+    const batches: string[][] = [];
+    const gates: Deferred[] = [];
+    const errors: string[] = [];
+    const queue = new WorkQueue({
+      concurrency: 1,
+      maxBatch,
+      onError: (key) => errors.push(key),
+      handleBatch: async (items) => {
+        batches.push(items.map((i) => i.key));
+        const gate = gates.shift();
+        if (gate) await gate.promise;
+        const out = new Map<string, Outcome>();
+        for (const { key } of items) {
+          const o = behave(key);
+          if (o === 'missing') continue;
+          out.set(key, o instanceof Error ? { ok: false, err: o } : { ok: true, result: o });
+        }
+        return out;
+      },
+    });
+    const gate = (): Deferred => {
+      const d = deferred();
+      gates.push(d);
+      return d;
+    };
+    return { queue, batches, errors, gate };
+  }
+
+  it('hands a lone key over alone, and a backlog in FIFO batches of at most maxBatch', async () => {
+    const { queue, batches, gate } = batchHarness(3);
+    const first = gate();
+    queue.add('solo');
+    await settle();
+    for (const k of ['a', 'b', 'c', 'd', 'e', 'solo']) queue.add(k);
+    first.resolve();
+    await queue.onIdle();
+    expect(batches).toEqual([['solo'], ['a', 'b', 'c'], ['d', 'e', 'solo']]);
+  });
+
+  it('settles each key of a batch by its own outcome: requeue, retry with back-off, or failure when missing', async () => {
+    const { queue, batches, errors, gate } = batchHarness(10, (key) =>
+      key === 'later' ? { requeueAfterMs: 1_000 } : key === 'broken' ? new Error('boom') : key === 'lost' ? 'missing' : undefined,
+    );
+    const blocker = gate();
+    queue.add('blocker');
+    await settle();
+    for (const k of ['fine', 'later', 'broken', 'lost']) queue.add(k);
+    blocker.resolve();
+    await settle();
+    expect(batches).toEqual([['blocker'], ['fine', 'later', 'broken', 'lost']]);
+    expect(errors.sort()).toEqual(['broken', 'lost']);
+    expect(queue.failures('broken')).toBe(1);
+    expect(queue.failures('fine')).toBe(0);
+    await vi.advanceTimersByTimeAsync(1_000);
+    // The failed keys came back after their 5 ms back-off (and keep failing); the requeue after its second, once.
+    const rerun = batches.slice(2).flat();
+    expect(new Set(rerun)).toEqual(new Set(['broken', 'later', 'lost']));
+    expect(rerun.filter((k) => k === 'later')).toHaveLength(1);
+    expect(rerun.filter((k) => k === 'fine')).toHaveLength(0);
+    await queue.shutdown();
+  });
+
+  it('fails every key of a batch whose handler throws', async () => {
+    const errors: string[] = [];
+    const queue = new WorkQueue({
+      concurrency: 1,
+      maxBatch: 5,
+      baseBackoffMs: 60_000,
+      onError: (key) => errors.push(key),
+      handleBatch: async () => {
+        throw new Error('database away');
+      },
+    });
+    for (const k of ['a', 'b']) queue.add(k);
+    await settle();
+    expect(errors).toEqual(['a', 'b']);
+    expect(queue.scheduled).toBe(2);
+    await queue.shutdown();
   });
 });

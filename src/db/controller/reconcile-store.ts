@@ -1,7 +1,6 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DeploymentPatch, Plan } from '../../domain/planner.js';
 import type { Deployment, Node, Replica, ReplicaStatus } from '../../domain/types.js';
-import { insertHistory } from '../queries/history.js';
 import type { Tables } from '../tables.js';
 
 type Tx = Transaction<Tables>;
@@ -20,72 +19,87 @@ export interface LoadedDeployment {
 }
 
 /**
- * Locks the deployment row for the rest of the transaction and reads it with its resources.
- * Silences the NOTIFY triggers for this transaction: the controller's own writes must not wake it.
+ * Locks the deployment rows for the rest of the transaction, in id order (so that two batches never
+ * wait on each other in a cycle), and reads them with their resources. Silences the NOTIFY triggers
+ * for this transaction: the controller's own writes must not wake it. Ids not found are absent.
  */
-export async function lockDeployment(tx: Tx, id: string): Promise<LoadedDeployment | null> {
+export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, LoadedDeployment>> {
   await sql`SELECT set_config('steady.quiet', 'on', true)`.execute(tx);
-  const row = await tx
-    .selectFrom('deployments as d')
-    .innerJoin('deployment_resources as r', 'r.deployment_id', 'd.id')
-    .select([
-      'd.id',
-      'd.name',
-      'd.status',
-      'd.status_reason',
-      'd.target_replicas',
-      'd.deleted_at',
-      'd.generation',
-      'd.restart_count',
-      'd.backoff_until',
-      'd.ever_running',
-      'r.cpu_cores',
-      'r.memory_mb',
-      'r.gpu_units',
-      'r.storage_gb',
-    ])
-    .where('d.id', '=', id)
-    .forUpdate('d')
-    .executeTakeFirst();
-  if (!row) return null;
-  return {
-    generation: row.generation,
-    deployment: {
-      id: row.id,
-      name: row.name,
-      status: row.status,
-      statusReason: row.status_reason,
-      targetReplicas: row.target_replicas,
-      deleted: row.deleted_at !== null,
-      resources: { cpuCores: row.cpu_cores, memoryMb: row.memory_mb, gpuUnits: row.gpu_units, storageGb: row.storage_gb },
-      restartCount: row.restart_count,
-      backoffUntil: row.backoff_until,
-      everRunning: row.ever_running,
-    },
-  };
+  const { rows } = await sql<DeploymentRow>`
+    SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at, d.generation,
+           d.restart_count, d.backoff_until, d.ever_running, r.cpu_cores, r.memory_mb, r.gpu_units, r.storage_gb
+    FROM deployments d JOIN deployment_resources r ON r.deployment_id = d.id
+    WHERE d.id = ANY(${[...ids]}::uuid[])
+    ORDER BY d.id
+    FOR UPDATE OF d`.execute(tx);
+  return new Map(
+    rows.map((row) => [
+      row.id,
+      {
+        generation: row.generation,
+        deployment: {
+          id: row.id,
+          name: row.name,
+          status: row.status,
+          statusReason: row.status_reason,
+          targetReplicas: row.target_replicas,
+          deleted: row.deleted_at !== null,
+          resources: { cpuCores: row.cpu_cores, memoryMb: row.memory_mb, gpuUnits: row.gpu_units, storageGb: row.storage_gb },
+          restartCount: row.restart_count,
+          backoffUntil: row.backoff_until,
+          everRunning: row.ever_running,
+        },
+      },
+    ]),
+  );
 }
 
-/** The replicas a decision needs: every non-terminal one, and failed ones not yet replaced. */
-export async function loadReplicas(tx: Tx, deploymentId: string): Promise<Replica[]> {
-  const rows = await tx
-    .selectFrom('deployment_replicas')
-    .select(['id', 'node_id', 'status', 'created_at', 'reason', 'replaced'])
-    .where('deployment_id', '=', deploymentId)
-    .where((eb) =>
-      eb.or([
-        eb('status', 'in', ['pending', 'starting', 'running', 'stopping']),
-        eb.and([eb('status', '=', 'failed'), eb('replaced', '=', false)]),
-      ]),
-    )
-    .execute();
-  return rows.map((r) => ({
-    id: r.id,
-    nodeId: r.node_id,
-    status: r.status,
-    createdAt: r.created_at,
-    reason: r.reason,
-    replaced: r.replaced,
-  }));
+interface DeploymentRow {
+  id: string;
+  name: string;
+  status: Deployment['status'];
+  status_reason: string | null;
+  target_replicas: number;
+  deleted_at: Date | null;
+  generation: number;
+  restart_count: number;
+  backoff_until: Date | null;
+  ever_running: boolean;
+  cpu_cores: number;
+  memory_mb: number;
+  gpu_units: number;
+  storage_gb: number;
+}
+
+/** The replicas decisions need, by deployment: every non-terminal one, and failed ones not yet replaced. */
+export async function loadReplicas(tx: Tx, deploymentIds: readonly string[]): Promise<Map<string, Replica[]>> {
+  const { rows } = await sql<ReplicaRow>`
+    SELECT id, deployment_id, node_id, status, created_at, reason, replaced
+    FROM deployment_replicas
+    WHERE deployment_id = ANY(${[...deploymentIds]}::uuid[])
+      AND (status IN ('pending', 'starting', 'running', 'stopping') OR (status = 'failed' AND NOT replaced))`.execute(tx);
+  const byDeployment = new Map<string, Replica[]>(deploymentIds.map((id) => [id, []]));
+  for (const r of rows) {
+    byDeployment.get(r.deployment_id)?.push({
+      id: r.id,
+      nodeId: r.node_id,
+      status: r.status,
+      createdAt: r.created_at,
+      reason: r.reason,
+      replaced: r.replaced,
+    });
+  }
+  return byDeployment;
+}
+
+interface ReplicaRow {
+  id: string;
+  deployment_id: string;
+  node_id: string | null;
+  status: ReplicaStatus;
+  created_at: Date;
+  reason: string | null;
+  replaced: boolean;
 }
 
 /** Every node with its capacity and allocation, as of now. */
@@ -129,67 +143,97 @@ export async function takeSchedulingLock(tx: Tx): Promise<void> {
   await sql`SELECT pg_advisory_xact_lock(${SCHEDULING_LOCK_KEY})`.execute(tx);
 }
 
-/** Writes a plan with one statement per kind of change. */
-export async function applyPlanRows(tx: Tx, deploymentId: string, plan: Plan, replicas: readonly Replica[]): Promise<string[]> {
-  const statusOf = new Map<string, ReplicaStatus>(replicas.map((r) => [r.id, r.status]));
-  let createdIds: string[] = [];
-  if (plan.create.length > 0) {
-    const nodeIds = plan.create.map((c) => c.nodeId);
-    const reasons = plan.create.map((c) => (c.nodeId === null ? plan.createReason : null));
-    const { rows } = await sql<{ id: string }>`
+export interface PlannedWrite {
+  readonly deploymentId: string;
+  readonly plan: Plan;
+  /** The replicas the plan was made from (their statuses guard the stops). */
+  readonly replicas: readonly Replica[];
+}
+
+/**
+ * Writes the plans of many deployments with one statement per kind of change, whatever their
+ * number: the statement texts never vary, so each is prepared once per connection. Guarded writes
+ * (binds, stops) must touch exactly the rows planned, or the whole transaction is stale.
+ */
+export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promise<void> {
+  const creates = writes.flatMap(({ deploymentId, plan }) =>
+    plan.create.map((c) => ({ deploymentId, nodeId: c.nodeId, reason: c.nodeId === null ? plan.createReason : null })),
+  );
+  if (creates.length > 0) {
+    await sql`
       INSERT INTO deployment_replicas (deployment_id, node_id, status, reason)
-      SELECT ${deploymentId}, node_id, 'pending', reason
-      FROM unnest(${nodeIds}::uuid[], ${reasons}::text[]) AS v(node_id, reason)
-      RETURNING id`.execute(tx);
-    createdIds = rows.map((r) => r.id);
+      SELECT deployment_id, node_id, 'pending', reason
+      FROM unnest(${creates.map((c) => c.deploymentId)}::uuid[], ${creates.map((c) => c.nodeId)}::uuid[], ${creates.map((c) => c.reason)}::text[])
+           AS v(deployment_id, node_id, reason)`.execute(tx);
   }
-  if (plan.bind.length > 0) {
+  const binds = writes.flatMap(({ plan }) => plan.bind);
+  if (binds.length > 0) {
     const result = await sql`
       UPDATE deployment_replicas r SET node_id = v.node_id, reason = NULL, updated_at = now()
-      FROM unnest(${plan.bind.map((b) => b.replicaId)}::uuid[], ${plan.bind.map((b) => b.nodeId)}::uuid[]) AS v(id, node_id)
+      FROM unnest(${binds.map((b) => b.replicaId)}::uuid[], ${binds.map((b) => b.nodeId)}::uuid[]) AS v(id, node_id)
       WHERE r.id = v.id AND r.node_id IS NULL AND r.status = 'pending'`.execute(tx);
-    expectRows(result.numAffectedRows, plan.bind.length, 'unscheduled replicas');
+    expectRows(result.numAffectedRows, binds.length, 'unscheduled replicas');
   }
-  if (plan.stop.length > 0) {
+  const stops = writes.flatMap(({ plan, replicas }) => {
+    const statusOf = new Map<string, ReplicaStatus>(replicas.map((r) => [r.id, r.status]));
+    return plan.stop.map((s) => ({ ...s, expected: statusOf.get(s.replicaId) ?? 'pending' }));
+  });
+  if (stops.length > 0) {
     // Statuses travel as text[]: PGlite knows the array types of enums only from its start, so a
     // database migrated in the same session would get `{a,b}` serialised as the string "a,b".
     const result = await sql`
       UPDATE deployment_replicas r
       SET status = v.to_status::replicastatus, reason = v.reason, updated_at = now(),
           stopped_at = CASE WHEN v.to_status = 'stopped' THEN now() ELSE r.stopped_at END
-      FROM unnest(${plan.stop.map((s) => s.replicaId)}::uuid[], ${plan.stop.map((s) => s.to)}::text[],
-                  ${plan.stop.map((s) => s.reason)}::text[], ${plan.stop.map((s) => statusOf.get(s.replicaId) ?? 'pending')}::text[])
+      FROM unnest(${stops.map((s) => s.replicaId)}::uuid[], ${stops.map((s) => s.to)}::text[],
+                  ${stops.map((s) => s.reason)}::text[], ${stops.map((s) => s.expected)}::text[])
            AS v(id, to_status, reason, expected)
       WHERE r.id = v.id AND r.status = v.expected::replicastatus`.execute(tx);
-    expectRows(result.numAffectedRows, plan.stop.length, 'replicas to stop');
+    expectRows(result.numAffectedRows, stops.length, 'replicas to stop');
   }
-  if (plan.markReplaced.length > 0) {
-    await tx.updateTable('deployment_replicas').set({ replaced: true }).where('id', 'in', [...plan.markReplaced]).execute();
+  const replaced = writes.flatMap(({ plan }) => plan.markReplaced);
+  if (replaced.length > 0) {
+    await sql`UPDATE deployment_replicas SET replaced = true WHERE id = ANY(${replaced}::uuid[])`.execute(tx);
   }
-  await patchDeployment(tx, deploymentId, plan.deployment);
-  await insertHistory(
+  await patchDeployments(
     tx,
-    plan.history.map((h) => ({
-      deployment_id: deploymentId,
-      old_status: h.oldStatus,
-      new_status: h.newStatus,
-      reason: h.reason.slice(0, 500),
-      changed_by: null,
-    })),
+    writes.map((w) => ({ id: w.deploymentId, patch: w.plan.deployment })),
   );
-  return createdIds;
+  const history = writes.flatMap(({ deploymentId, plan }) => plan.history.map((h) => ({ deploymentId, ...h })));
+  if (history.length > 0) {
+    // clock_timestamp() per row: see insertHistory.
+    await sql`
+      INSERT INTO deployment_status_history (deployment_id, old_status, new_status, reason, changed_at)
+      SELECT deployment_id, old_status::deploymentstatus, new_status::deploymentstatus, reason, clock_timestamp()
+      FROM unnest(${history.map((h) => h.deploymentId)}::uuid[], ${history.map((h) => h.oldStatus)}::text[],
+                  ${history.map((h) => h.newStatus)}::text[], ${history.map((h) => h.reason.slice(0, 500))}::text[])
+           WITH ORDINALITY AS v(deployment_id, old_status, new_status, reason, n)
+      ORDER BY n`.execute(tx);
+  }
 }
 
-async function patchDeployment(tx: Tx, id: string, patch: DeploymentPatch): Promise<void> {
-  const set: Record<string, unknown> = {};
-  if (patch.status !== undefined) set.status = patch.status;
-  if (patch.statusReason !== undefined) set.status_reason = patch.statusReason?.slice(0, 500) ?? null;
-  if (patch.restartCount !== undefined) set.restart_count = patch.restartCount;
-  if (patch.backoffUntil !== undefined) set.backoff_until = patch.backoffUntil;
-  if (patch.everRunning !== undefined) set.ever_running = patch.everRunning;
-  if (Object.keys(set).length === 0) return;
-  if (patch.status !== undefined) set.updated_at = sql`now()`;
-  await tx.updateTable('deployments').set(set).where('id', '=', id).execute();
+/** Every changed field of every deployment in one UPDATE; a field a patch leaves out keeps its value. */
+async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: DeploymentPatch }[]): Promise<void> {
+  const changed = patches.filter(({ patch }) => Object.keys(patch).length > 0);
+  if (changed.length === 0) return;
+  const has = (key: keyof DeploymentPatch) => changed.map(({ patch }) => patch[key] !== undefined);
+  await sql`
+    UPDATE deployments d SET
+      status = CASE WHEN v.set_status THEN v.status::deploymentstatus ELSE d.status END,
+      status_reason = CASE WHEN v.set_reason THEN v.status_reason ELSE d.status_reason END,
+      restart_count = CASE WHEN v.set_restarts THEN v.restart_count ELSE d.restart_count END,
+      backoff_until = CASE WHEN v.set_backoff THEN v.backoff_until ELSE d.backoff_until END,
+      ever_running = CASE WHEN v.set_ever THEN v.ever_running ELSE d.ever_running END,
+      updated_at = CASE WHEN v.set_status THEN now() ELSE d.updated_at END
+    FROM unnest(
+      ${changed.map((c) => c.id)}::uuid[],
+      ${has('status')}::bool[], ${changed.map(({ patch }) => patch.status ?? null)}::text[],
+      ${has('statusReason')}::bool[], ${changed.map(({ patch }) => patch.statusReason?.slice(0, 500) ?? null)}::text[],
+      ${has('restartCount')}::bool[], ${changed.map(({ patch }) => patch.restartCount ?? null)}::int[],
+      ${has('backoffUntil')}::bool[], ${changed.map(({ patch }) => patch.backoffUntil?.toISOString() ?? null)}::timestamptz[],
+      ${has('everRunning')}::bool[], ${changed.map(({ patch }) => patch.everRunning ?? null)}::bool[]
+    ) AS v(id, set_status, status, set_reason, status_reason, set_restarts, restart_count, set_backoff, backoff_until, set_ever, ever_running)
+    WHERE d.id = v.id`.execute(tx);
 }
 
 function expectRows(actual: bigint | undefined, expected: number, what: string): void {

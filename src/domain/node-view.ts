@@ -1,0 +1,35 @@
+import type { Plan } from './planner.js';
+import { addResources } from './resources.js';
+import type { Node, Resources } from './types.js';
+
+/**
+ * The fleet as a sequence of plans leaves it: when several deployments are planned against one read
+ * of the nodes, each plan's placements are taken before the next plan is made, so that together
+ * they never overcommit a node. Stops free nothing here (a stopping replica holds its node until its
+ * agent reports it stopped), which only errs towards less free capacity.
+ */
+export class NodeView {
+  readonly #nodes: Node[];
+  readonly #index: Map<string, number>;
+
+  constructor(nodes: readonly Node[]) {
+    this.#nodes = [...nodes];
+    this.#index = new Map(nodes.map((n, i) => [n.id, i]));
+  }
+
+  get nodes(): readonly Node[] {
+    return this.#nodes;
+  }
+
+  /** Adds `need` to the allocation of every node the plan places a replica on. */
+  take(plan: Plan, need: Resources): void {
+    const place = (nodeId: string): void => {
+      const i = this.#index.get(nodeId);
+      if (i === undefined) return;
+      const node = this.#nodes[i]!;
+      this.#nodes[i] = { ...node, allocated: addResources(node.allocated, need) };
+    };
+    for (const b of plan.bind) place(b.nodeId);
+    for (const c of plan.create) if (c.nodeId !== null) place(c.nodeId);
+  }
+}
