@@ -1,4 +1,4 @@
-import { addResources, allocatedFraction, firstShortfall, nodeFreeCapacity, subtractResources } from './resources.js';
+import { addResources, firstShortfall, nodeFreeCapacity } from './resources.js';
 import type { ResourceKey } from './resources.js';
 import type { Node, Resources } from './types.js';
 
@@ -39,18 +39,50 @@ const unschedulableReason = (need: Resources, nodes: readonly Node[]): string =>
 
 const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
+/**
+ * A node that can take at least one replica, with what the placement rule compares kept as plain
+ * numbers: free capacity per resource, the allocated fraction, and this deployment's replica count.
+ */
 interface Candidate {
   readonly node: Node;
   allocated: Resources;
-  free: Resources;
-  /** allocatedFraction(allocated, capacity), kept with `allocated`. */
+  freeCpu: number;
+  freeMem: number;
+  freeGpu: number;
+  freeSto: number;
   fraction: number;
+  count: number;
 }
 
+// The same arithmetic as resources.ts (subtractResources, firstShortfall, allocatedFraction), without
+// building an object per node per call: with a thousand nodes, placement runs a million times a minute.
+const round = (x: number): number => Math.round(x * 1e6) / 1e6;
+
+const fraction = (a: Resources, c: Resources): number => {
+  let sum = 0;
+  let present = 0;
+  if (c.cpuCores > 0) (sum += a.cpuCores / c.cpuCores), present++;
+  if (c.memoryMb > 0) (sum += a.memoryMb / c.memoryMb), present++;
+  if (c.gpuUnits > 0) (sum += a.gpuUnits / c.gpuUnits), present++;
+  if (c.storageGb > 0) (sum += a.storageGb / c.storageGb), present++;
+  return present === 0 ? 1 : sum / present;
+};
+
+const measure = (c: Candidate): void => {
+  const { capacity } = c.node;
+  c.freeCpu = round(capacity.cpuCores - c.allocated.cpuCores);
+  c.freeMem = round(capacity.memoryMb - c.allocated.memoryMb);
+  c.freeGpu = round(capacity.gpuUnits - c.allocated.gpuUnits);
+  c.freeSto = round(capacity.storageGb - c.allocated.storageGb);
+  c.fraction = fraction(c.allocated, capacity);
+};
+
+const fitsIn = (c: Candidate, need: Resources): boolean =>
+  c.freeCpu >= need.cpuCores && c.freeMem >= need.memoryMb && c.freeGpu >= need.gpuUnits && c.freeSto >= need.storageGb;
+
 /** Spreading order: fewest replicas of this deployment, then least allocated, then name, then id. */
-const before = (a: Candidate, b: Candidate, perNode: ReadonlyMap<string, number>): boolean => {
-  const byCount = (perNode.get(a.node.id) ?? 0) - (perNode.get(b.node.id) ?? 0);
-  if (byCount !== 0) return byCount < 0;
+const before = (a: Candidate, b: Candidate): boolean => {
+  if (a.count !== b.count) return a.count < b.count;
   if (a.fraction !== b.fraction) return a.fraction < b.fraction;
   return (compareText(a.node.name, b.node.name) || compareText(a.node.id, b.node.id)) < 0;
 };
@@ -60,9 +92,10 @@ const before = (a: Candidate, b: Candidate, perNode: ReadonlyMap<string, number>
  * deployment first, then least allocated, then name. Capacity taken by earlier placements in the
  * same call is accounted, so the result never overcommits a node.
  *
- * Only the nodes that can take one replica at all are scanned per replica, and a placement updates
- * its node in place: O(count × candidates) comparisons and no copy of the fleet, which matters when
- * a controller places thousands of replicas on thousands of nodes.
+ * One pass finds the nodes that can take a replica at all; each replica is then one scan of those,
+ * comparing numbers, and a placement updates its node in place: no copy of the fleet and no object
+ * per node per replica, which matters when a controller places thousands of replicas on thousands
+ * of nodes.
  */
 export const placeReplicas = (
   count: number,
@@ -70,14 +103,15 @@ export const placeReplicas = (
   nodes: readonly Node[],
   replicasOfDeploymentPerNode: ReadonlyMap<string, number>,
 ): PlacementResult => {
-  const perNode = new Map(replicasOfDeploymentPerNode);
   const candidates: Candidate[] = [];
   if (count > 0) {
     for (const node of nodes) {
       if (node.status !== 'ready') continue;
-      const free = nodeFreeCapacity(node);
-      if (firstShortfall(free, need) !== null) continue;
-      candidates.push({ node, allocated: node.allocated, free, fraction: allocatedFraction(node.allocated, node.capacity) });
+      const c: Candidate = { node, allocated: node.allocated, freeCpu: 0, freeMem: 0, freeGpu: 0, freeSto: 0, fraction: 0, count: 0 };
+      measure(c);
+      if (!fitsIn(c, need)) continue;
+      c.count = replicasOfDeploymentPerNode.get(node.id) ?? 0;
+      candidates.push(c);
     }
   }
   const placements: (string | null)[] = [];
@@ -86,8 +120,8 @@ export const placeReplicas = (
   for (let i = 0; i < count; i++) {
     let best: Candidate | null = null;
     for (const c of candidates) {
-      if (firstShortfall(c.free, need) !== null) continue;
-      if (best === null || before(c, best, perNode)) best = c;
+      if (!fitsIn(c, need)) continue;
+      if (best === null || before(c, best)) best = c;
     }
     if (best === null) {
       // Nothing changes between attempts once one fails, so every later one fails the same way.
@@ -96,10 +130,9 @@ export const placeReplicas = (
       continue;
     }
     placements.push(best.node.id);
-    perNode.set(best.node.id, (perNode.get(best.node.id) ?? 0) + 1);
+    best.count++;
     best.allocated = addResources(best.allocated, need);
-    best.free = subtractResources(best.node.capacity, best.allocated);
-    best.fraction = allocatedFraction(best.allocated, best.node.capacity);
+    measure(best);
   }
   return { placements, unschedulableReason: reason };
 };

@@ -385,6 +385,30 @@ describeBackends('API deployments', (t, backend) => {
       expect(list.items.map((i) => i.name)).not.toContain('private');
     });
 
+    it('answers list pages read together (one statement) exactly as when read alone', async () => {
+      for (let i = 0; i < 5; i++) await deploy(alice, `page-a-${i}`);
+      for (let i = 0; i < 3; i++) await deploy(bob, `page-b-${i}`);
+      const get = async (token: string, query: string) => {
+        const res = await api.call('GET', `/api/deployment/list${query}`, { token });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { items: { deployment_id: string }[]; next_cursor: string | null };
+      };
+      const aliceFirst = await get(alice, '?limit=2');
+      const requests: [string, string][] = [
+        [alice, '?limit=2'],
+        [bob, '?limit=2'],
+        [alice, `?limit=2&cursor=${aliceFirst.next_cursor}`],
+        [bob, '?limit=100'],
+        [alice, '?limit=2'],
+      ];
+      const alone: unknown[] = [];
+      for (const [token, query] of requests) alone.push(await get(token, query));
+      const together = await Promise.all(requests.map(([token, query]) => get(token, query)));
+      expect(together).toEqual(alone);
+      const bobIds = new Set((together[3] as { items: { deployment_id: string }[] }).items.map((i) => i.deployment_id));
+      for (const item of together[0]!.items) expect(bobIds.has(item.deployment_id)).toBe(false);
+    });
+
     it('keeps users apart when their status reads share one batched statement', async () => {
       const mine = await deploy(alice, 'batched-a');
       const theirs = await deploy(bob, 'batched-b');

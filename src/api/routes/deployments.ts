@@ -7,7 +7,7 @@ import {
   startDeployment,
   stopDeployment,
 } from '../../db/queries/deployment-commands.js';
-import { listDeployments } from '../../db/queries/deployment-list.js';
+import { listDeploymentPages, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
 import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
 import { Coalescer } from '../../lib/coalescer.js';
@@ -101,8 +101,9 @@ const start = createRoute({
 
 export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory): void {
   const db = ctx.database.db;
-  // Status reads of concurrent requests share one statement (every command answers with the status too).
+  // Reads of concurrent requests share one statement (every command answers with the status too).
   const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
+  const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
@@ -158,7 +159,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const query = c.req.valid('query');
       const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
       const userId = await users.idOf(c.get('principal'));
-      const page = await listDeployments(db, userId, { limit: query.limit, after });
+      const page = (await pages.get({ userId, limit: query.limit, after }))!;
       return c.json({ items: page.items.map(deploymentListItemJson), next_cursor: page.next ? encodeCursor(page.next) : null }, 200);
     },
     hook,

@@ -28,7 +28,16 @@ export interface DeploymentPage {
   readonly next: ListPosition | null;
 }
 
+export interface PageKey {
+  readonly userId: string;
+  readonly limit: number;
+  readonly after: ListPosition | null;
+}
+
+export const pageKeyOf = (k: PageKey): string => `${k.userId}/${k.limit}/${k.after ? `${k.after.createdAtMicros}/${k.after.id}` : ''}`;
+
 interface Row {
+  n: string;
   id: string;
   name: string;
   status: DeploymentStatus;
@@ -40,32 +49,46 @@ interface Row {
   failed: number;
 }
 
+// No cursor = a position after every row (keyset with a sentinel, so each page is the same index range scan).
+const END = { micros: '9223372036854775807', id: 'ffffffff-ffff-ffff-ffff-ffffffffffff' };
+
 /**
- * A user's live deployments, newest first, with replica counts, in one query over the index
- * idx_deployments_user_created (user_id, created_at DESC, id DESC) WHERE deleted_at IS NULL.
+ * Pages of users' live deployments, newest first, with replica counts: one statement for any number
+ * of pages, each an index range scan of idx_deployments_user_created (user_id, created_at DESC,
+ * id DESC) WHERE deleted_at IS NULL, from its keyset position. Keyed by `pageKeyOf`.
  */
-export async function listDeployments(
-  db: Kysely<Tables>,
-  userId: string,
-  options: { readonly limit: number; readonly after: ListPosition | null },
-): Promise<DeploymentPage> {
-  const after = options.after;
-  const result = await sql<Row>`
-    SELECT d.id, d.name, d.status, d.target_replicas, d.created_at,
-           (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us,
-           c.considered, c.running, c.failed
-    FROM deployments d
-    ${replicaCountsLateral()}
-    WHERE d.user_id = ${userId} AND d.deleted_at IS NULL
-      ${
-        after
-          ? sql`AND (d.created_at, d.id) < (timestamptz 'epoch' + ${after.createdAtMicros.toString()}::bigint * interval '1 microsecond', ${after.id}::uuid)`
-          : sql``
-      }
-    ORDER BY d.created_at DESC, d.id DESC
-    LIMIT ${options.limit + 1}
+export async function listDeploymentPages(db: Kysely<Tables>, keys: readonly PageKey[]): Promise<Map<string, DeploymentPage>> {
+  if (keys.length === 0) return new Map();
+  const { rows } = await sql<Row>`
+    SELECT k.n::text AS n, x.*
+    FROM unnest(${keys.map((k) => k.userId)}::uuid[], ${keys.map((k) => k.limit + 1)}::int[],
+                ${keys.map((k) => k.after?.createdAtMicros.toString() ?? END.micros)}::bigint[],
+                ${keys.map((k) => k.after?.id ?? END.id)}::uuid[]) WITH ORDINALITY AS k(user_id, lim, after_us, after_id, n)
+    CROSS JOIN LATERAL (
+      SELECT d.id, d.name, d.status, d.target_replicas, d.created_at,
+             (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us,
+             c.considered, c.running, c.failed
+      FROM deployments d
+      ${replicaCountsLateral()}
+      WHERE d.user_id = k.user_id AND d.deleted_at IS NULL
+        AND (d.created_at, d.id) < (CASE WHEN k.after_us = ${END.micros}::bigint THEN timestamptz 'infinity'
+                                         ELSE timestamptz 'epoch' + k.after_us * interval '1 microsecond' END, k.after_id)
+      ORDER BY d.created_at DESC, d.id DESC
+      LIMIT k.lim
+    ) x
+    ORDER BY k.n, x.created_at DESC, x.id DESC
   `.execute(db);
-  const rows = result.rows.slice(0, options.limit);
+  const byKey = new Map<string, Row[]>();
+  for (const row of rows) {
+    const list = byKey.get(row.n);
+    if (list) list.push(row);
+    else byKey.set(row.n, [row]);
+  }
+  return new Map(keys.map((key, i) => [pageKeyOf(key), pageOf(byKey.get(String(i + 1)) ?? [], key.limit)]));
+}
+
+function pageOf(found: readonly Row[], limit: number): DeploymentPage {
+  const rows = found.slice(0, limit);
   const last = rows.at(-1);
   return {
     items: rows.map((r) => ({
@@ -76,6 +99,6 @@ export async function listDeployments(
       counts: { considered: r.considered, running: r.running, failed: r.failed },
       createdAt: r.created_at,
     })),
-    next: result.rows.length > options.limit && last ? { createdAtMicros: BigInt(last.created_us), id: last.id } : null,
+    next: found.length > limit && last ? { createdAtMicros: BigInt(last.created_us), id: last.id } : null,
   };
 }
