@@ -18,6 +18,7 @@ export interface Config {
   readonly logLevel: LogLevel;
   readonly logFormat: 'json' | 'pretty' | 'auto';
   readonly jwt: JwtConfig;
+  readonly rateLimit: RateLimitConfig;
   readonly controller: ControllerConfig;
 }
 
@@ -28,6 +29,14 @@ export interface JwtConfig {
   readonly audience: string | null;
   /** Seconds of clock skew tolerated on `exp` and `nbf`. */
   readonly clockToleranceSec: number;
+}
+
+/** A token bucket per caller (JWT `sub`) on /api/*, in each API process. */
+export interface RateLimitConfig {
+  /** Sustained requests per second per caller; 0 turns the limit off. */
+  readonly perSecond: number;
+  /** Requests a caller may make at once after being idle: the bucket's size. */
+  readonly burst: number;
 }
 
 export interface ControllerConfig {
@@ -98,6 +107,12 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
       issuer: read.string('JWT_ISSUER'),
       audience: read.string('JWT_AUDIENCE'),
       clockToleranceSec: read.integer('JWT_CLOCK_TOLERANCE', 5, 0, 300),
+    },
+    // 50/s with bursts of 100 is far above what a person, a script polling status, or a node agent
+    // (a heartbeat every few seconds plus a report per replica change) sends; it stops a runaway loop.
+    rateLimit: {
+      perSecond: read.integer('STEADY_RATE_LIMIT', 50, 0, 1_000_000),
+      burst: read.integer('STEADY_RATE_BURST', 100, 1, 1_000_000),
     },
     controller: {
       concurrency: read.integer('STEADY_CONCURRENCY', 8, 1, 256),

@@ -14,6 +14,7 @@ export interface Metrics {
   readonly isLeader: Gauge;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly httpRateLimited: Counter;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -60,6 +61,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'HTTP request latency by method, route pattern and status.',
       labelNames: ['method', 'route', 'status'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    httpRateLimited: new Counter({
+      name: 'steady_http_rate_limited_total',
+      help: 'API requests refused with 429 because the caller exceeded STEADY_RATE_LIMIT.',
       registers,
     }),
   };

@@ -102,6 +102,8 @@ export function serveEnv(env: BenchEnv, database: string, role: 'api' | 'control
     JWT_SECRET: env.secret,
     // Agents are simulated by SQL and send no heartbeats: keep nodes ready for the whole run.
     STEADY_NODE_GRACE_PERIOD: '24h',
+    // The benchmarks are one client at full speed: measure the work, not the per-client limit.
+    STEADY_RATE_LIMIT: '0',
   };
 }
 

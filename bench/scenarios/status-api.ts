@@ -8,7 +8,7 @@ import type { ColdCluster } from './cold-start.js';
 /**
  * Status API: autocannon, 50 connections, against the API process of the cold-start cluster (so the
  * database holds every other deployment too). One user with U deployments of 10 running replicas;
- * GET status with a random id per request, and GET list (first page). Baseline: /healthz of the same
+ * GET status with a random id per request, and GET list (first page of a random user). Baseline: /healthz of the same
  * process, a constant JSON Hono route behind the same request-log middleware (but no auth, no SQL).
  */
 export interface TopStatement {
@@ -31,33 +31,47 @@ export async function statusApi(env: BenchEnv, cluster: ColdCluster): Promise<{ 
   await agentsTick(pool);
   await waitControllerQuiet(cluster.controller.url, 2_000, 120_000);
 
-  const run = async (label: string, path: () => string, auth: boolean) => {
+  /** `next` gives each request's path and bearer token (none for the constant route). */
+  const run = async (label: string, next: () => { path: string; token: string | null }) => {
     env.log(`status API: ${label}, 50 connections, ${seconds} s`);
     const result = await autocannon({
       url: api.url,
       connections: 50,
       duration: seconds,
-      headers: auth ? { authorization: `Bearer ${user.token}` } : {},
-      requests: [{ method: 'GET', setupRequest: (req) => ({ ...req, path: path() }) }],
+      requests: [
+        {
+          method: 'GET',
+          setupRequest: (req) => {
+            const { path, token } = next();
+            const headers: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
+            return { ...req, path, headers };
+          },
+        },
+      ],
     });
     if (result.non2xx > 0 || result.errors > 0) throw new Error(`${label}: ${result.non2xx} non-2xx, ${result.errors} errors`);
     return { rps: result.requests.average, p99: result.latency.p99, total: result.requests.total };
   };
   // What the API asks PostgreSQL per route (pg_stat_statements of the API's role, reset before each run).
   const topStatements: Record<string, TopStatement[]> = {};
-  const measured = async (label: string, path: () => string) => {
+  const measured = async (label: string, next: () => { path: string; token: string }) => {
     await resetStatementsOf(pool, API_ROLE);
-    const result = await run(label, path, true);
+    const result = await run(label, next);
     topStatements[label] = (await statementsOf(pool, API_ROLE)).byQuery
       .sort((a, b) => b.ms - a.ms)
       .slice(0, 6)
       .map((q) => ({ calls: q.calls, ms: Math.round(q.ms), query: q.query.replace(/\s+/g, ' ').slice(0, 400) }));
     return result;
   };
-  const constant = await run('GET /healthz (constant JSON)', () => '/healthz', false);
-  const status = await measured('GET /api/deployment/status/{random id}', () => `/api/deployment/status/${ids[Math.floor(Math.random() * ids.length)]}`);
-  const list = await measured('GET /api/deployment/list', () => '/api/deployment/list');
-  const constantAgain = await run('GET /healthz again', () => '/healthz', false);
+  // Lists: the first page of one of 11 users at random (the status user and the cold start's ten, who
+  // hold every other deployment), so concurrent reads are not all the same page.
+  const listUsers = [user, ...(await Promise.all(Array.from({ length: 10 }, (_, i) => Api.as(api.url, env.secret, `cold-user-${i}`))))];
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
+  const healthz = () => ({ path: '/healthz', token: null });
+  const constant = await run('GET /healthz (constant JSON)', healthz);
+  const status = await measured('GET /api/deployment/status/{random id}', () => ({ path: `/api/deployment/status/${pick(ids)}`, token: user.token }));
+  const list = await measured('GET /api/deployment/list (first page, random user of 11)', () => ({ path: '/api/deployment/list', token: pick(listUsers).token }));
+  const constantAgain = await run('GET /healthz again', healthz);
   const baseRps = (constant.rps + constantAgain.rps) / 2;
   const baseline = { name: 'GET /healthz, same process', value: baseRps, unit: 'req/s' };
   const figures: Figure[] = [

@@ -5,6 +5,7 @@ import type { Context } from '../context.js';
 import { Migrator } from '../db/migrator.js';
 import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from './auth.js';
 import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
+import { rateLimit, TokenBuckets } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { registerDeploymentRoutes } from './routes/deployments.js';
 import { registerNodeRoutes } from './routes/nodes.js';
@@ -19,13 +20,17 @@ export interface AppOptions {
   readonly readiness?: Readiness;
   /** How many subject → user id mappings to keep in memory; 10 000 by default. */
   readonly userCacheSize?: number;
+  /** How many callers' rate-limit buckets to keep in memory; 10 000 by default. */
+  readonly rateLimitCallers?: number;
+  /** The rate limiter's clock, in ms, only ever moving forward; performance.now by default. */
+  readonly rateLimitNow?: () => number;
 }
 
 export type App = OpenAPIHono<ApiEnv>;
 
 /**
- * The HTTP API over one context. Everything it holds (the JWKS cache, the user id cache) belongs to
- * this app instance: two apps in one process share nothing.
+ * The HTTP API over one context. Everything it holds (the JWKS cache, the user id cache, the rate
+ * limiter's buckets) belongs to this app instance: two apps in one process share nothing.
  */
 export function createApp(ctx: Context, options: AppOptions = {}): App {
   const verify = createAuthenticator(ctx.config.jwt);
@@ -46,6 +51,12 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
   // Fetch Request (with an AbortSignal): a third of a status read's CPU before this check.
   app.use('/api/*', (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next)));
   app.use('/api/*', authenticate(verify));
+  const { perSecond, burst } = ctx.config.rateLimit;
+  if (perSecond > 0) {
+    // After authenticate: buckets are keyed by verified subjects, never by whatever a client sends.
+    const buckets = new TokenBuckets({ perSecond, burst, capacity: options.rateLimitCallers, now: options.rateLimitNow });
+    app.use('/api/*', rateLimit(buckets, ctx.metrics));
+  }
 
   registerDeploymentRoutes(app, ctx, users);
   registerNodeRoutes(app, ctx);

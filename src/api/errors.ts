@@ -24,6 +24,21 @@ export interface ErrorBody {
   error: { code: string; message: string; details?: ValidationIssue[] };
 }
 
+/**
+ * The caller has used up its request budget (src/api/rate-limit.ts). Defined here, not with the
+ * domain's errors: only the API limits requests.
+ */
+export class RateLimitedError extends DomainError {
+  readonly code = 'rate_limited';
+  constructor(
+    /** Whole seconds until the caller has a request to spend again; at least 1. */
+    readonly retryAfterSec: number,
+  ) {
+    super('too many requests, retry later');
+    this.name = 'RateLimitedError';
+  }
+}
+
 const STATUS_OF: ReadonlyArray<readonly [new (...args: never[]) => DomainError, ContentfulStatusCode]> = [
   [NotFoundError, 404],
   [ConflictError, 409],
@@ -31,6 +46,7 @@ const STATUS_OF: ReadonlyArray<readonly [new (...args: never[]) => DomainError, 
   [UnauthorizedError, 401],
   [ForbiddenError, 403],
   [UnavailableError, 503],
+  [RateLimitedError, 429],
 ];
 
 // What hono itself throws (body parsing, media type gate, body limit), by status.
@@ -56,6 +72,7 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
         const headers: Record<string, string> = {};
         if (domain instanceof UnauthorizedError) headers['WWW-Authenticate'] = 'Bearer realm="steady"';
         if (domain instanceof UnavailableError) headers['Retry-After'] = '1';
+        if (domain instanceof RateLimitedError) headers['Retry-After'] = String(domain.retryAfterSec);
         if (domain instanceof UnavailableError) logger.warn({ err: domain.cause ?? domain }, 'dependency unavailable');
         const details = domain instanceof ValidationError ? [...domain.issues] : undefined;
         return errorResponse(c, status, { error: { code: domain.code, message: domain.message, ...(details ? { details } : {}) } }, headers);

@@ -68,6 +68,8 @@ describe('crash anywhere: SIGKILL controllers under load', () => {
       STEADY_LEASE_RETRY: '200ms',
       STEADY_RESYNC_PERIOD: `${RESYNC_MS}ms`,
       STEADY_DB_POOL_MAX: '6',
+      // Load from one user as fast as it goes: the per-caller limit would throttle the load this test needs.
+      STEADY_RATE_LIMIT: '0',
     });
     const api = await startServe('api', 'api', env);
     apiUrl = api.url;

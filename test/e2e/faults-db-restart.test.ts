@@ -56,6 +56,8 @@ describe('database restart under load', () => {
       STEADY_LEASE_RENEW: '1s',
       STEADY_LEASE_RETRY: '300ms',
       STEADY_RESYNC_PERIOD: `${RESYNC_MS}ms`,
+      // Load from one user as fast as it goes: the per-caller limit would throttle the load this test needs.
+      STEADY_RATE_LIMIT: '0',
     });
     const started = await startServe('daemon', 'all', env, ['--migrate']);
     daemon = started.proc;
