@@ -87,15 +87,56 @@ const before = (a: Candidate, b: Candidate): boolean => {
   return (compareText(a.node.name, b.node.name) || compareText(a.node.id, b.node.id)) < 0;
 };
 
+/** A binary min-heap of candidates in spreading order. */
+class CandidateHeap {
+  constructor(private readonly items: Candidate[]) {
+    for (let i = (items.length >> 1) - 1; i >= 0; i--) this.down(i);
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): Candidate | undefined {
+    return this.items[0];
+  }
+
+  /** The top's key grew (a replica landed on it): move it down to its place. */
+  topChanged(): void {
+    this.down(0);
+  }
+
+  removeTop(): void {
+    const last = this.items.pop()!;
+    if (this.items.length === 0) return;
+    this.items[0] = last;
+    this.down(0);
+  }
+
+  private down(i: number): void {
+    const { items } = this;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < items.length && before(items[l]!, items[m]!)) m = l;
+      if (r < items.length && before(items[r]!, items[m]!)) m = r;
+      if (m === i) return;
+      [items[i], items[m]] = [items[m]!, items[i]!];
+      i = m;
+    }
+  }
+}
+
 /**
  * Places `count` replicas needing `need` each on ready nodes, spreading: fewest replicas of this
  * deployment first, then least allocated, then name. Capacity taken by earlier placements in the
  * same call is accounted, so the result never overcommits a node.
  *
- * One pass finds the nodes that can take a replica at all; each replica is then one scan of those,
- * comparing numbers, and a placement updates its node in place: no copy of the fleet and no object
- * per node per replica, which matters when a controller places thousands of replicas on thousands
- * of nodes.
+ * One pass finds the nodes that can take a replica at all and heaps them in that order; each
+ * replica then goes to the top node, whose key only grows (one more replica, more allocated), so it
+ * sinks back into the heap, or leaves it once nothing more fits. O(nodes + count · log nodes), no copy
+ * of the fleet: placement runs for every deployment on every node of a large cluster.
  */
 export const placeReplicas = (
   count: number,
@@ -114,34 +155,33 @@ export const placeReplicas = (
       candidates.push(c);
     }
   }
+  const placed = new Map<string, Candidate>();
+  const heap = new CandidateHeap(candidates);
   const placements: (string | null)[] = [];
   let reason: string | null = null;
 
   for (let i = 0; i < count; i++) {
-    let best: Candidate | null = null;
-    for (const c of candidates) {
-      if (!fitsIn(c, need)) continue;
-      if (best === null || before(c, best)) best = c;
-    }
-    if (best === null) {
+    const best = heap.peek();
+    if (best === undefined) {
       // Nothing changes between attempts once one fails, so every later one fails the same way.
-      reason ??= unschedulableReason(need, withAllocations(nodes, candidates));
+      reason ??= unschedulableReason(need, withAllocations(nodes, placed));
       placements.push(null);
       continue;
     }
     placements.push(best.node.id);
+    placed.set(best.node.id, best);
     best.count++;
     best.allocated = addResources(best.allocated, need);
     measure(best);
+    if (fitsIn(best, need)) heap.topChanged();
+    else heap.removeTop();
   }
   return { placements, unschedulableReason: reason };
 };
 
 /** The fleet as this call left it, for the reason text. */
-const withAllocations = (nodes: readonly Node[], candidates: readonly Candidate[]): Node[] => {
-  const allocated = new Map(candidates.map((c) => [c.node.id, c.allocated]));
-  return nodes.map((n) => {
-    const a = allocated.get(n.id);
-    return a === undefined || a === n.allocated ? n : { ...n, allocated: a };
+const withAllocations = (nodes: readonly Node[], placed: ReadonlyMap<string, Candidate>): Node[] =>
+  nodes.map((n) => {
+    const c = placed.get(n.id);
+    return c === undefined ? n : { ...n, allocated: c.allocated };
   });
-};

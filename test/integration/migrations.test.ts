@@ -13,7 +13,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -38,14 +38,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(2);
-      expect(down.map((s) => s.version)).toEqual(['0003', '0002']);
+      const down = await migrator.down(3);
+      expect(down.map((s) => s.version)).toEqual(['0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await migrator.isCurrent()).toBe(false);
 
@@ -60,6 +60,39 @@ describeBackends(
       const { rows: indexes } = await sql<{ indexname: string }>`
         SELECT indexname FROM pg_indexes WHERE schemaname = 'public'`.execute(t().database.db);
       expect(indexes.map((i) => i.indexname)).toEqual(expect.arrayContaining(SEED_INDEXES));
+    });
+
+    it('keeps node allocation exact on either side of 0004 (array triggers) and its rollback', async () => {
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const db = t().database.db;
+      const allocatedCpu = async (node: string) =>
+        Number((await sql<{ a: string }>`SELECT allocated_cpu_cores::text AS a FROM nodes WHERE id = ${node}`.execute(db)).rows[0]!.a);
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('alloc-user') RETURNING id`.execute(db);
+      const { rows: [node] } = await sql<{ id: string }>`
+        INSERT INTO nodes (name, cpu_cores, memory_mb, gpu_units, storage_gb) VALUES ('alloc-node', 4, 4096, 0, 10) RETURNING id`.execute(db);
+      const { rows: [dep] } = await sql<{ id: string }>`
+        INSERT INTO deployments (name, user_id, container_image, target_replicas) VALUES ('alloc', ${user!.id}, 'x', 1) RETURNING id`.execute(db);
+      await sql`INSERT INTO deployment_resources (deployment_id, cpu_cores, memory_mb, gpu_units, storage_gb) VALUES (${dep!.id}, 1.5, 512, 0, 1)`.execute(db);
+      const place = (n: number) =>
+        sql`INSERT INTO deployment_replicas (deployment_id, node_id, status) SELECT ${dep!.id}, ${node!.id}, 'pending' FROM generate_series(1, ${n}::int)`.execute(db);
+      for (const version of ['0004', '0003', '0004']) {
+        if (version === '0003') await migrator.down(1);
+        else await migrator.up();
+        await sql`DELETE FROM deployment_replicas WHERE deployment_id = ${dep!.id}`.execute(db);
+        expect(await allocatedCpu(node!.id), version).toBe(0);
+        await place(2);
+        expect(await allocatedCpu(node!.id), version).toBe(3);
+        await sql`UPDATE deployment_replicas SET status = 'stopped' WHERE id = (SELECT id FROM deployment_replicas WHERE deployment_id = ${dep!.id} LIMIT 1)`.execute(db);
+        expect(await allocatedCpu(node!.id), version).toBe(1.5);
+        await expect(place(2), version).rejects.toMatchObject({ code: 'ST001' });
+        expect(await allocatedCpu(node!.id), version).toBe(1.5);
+      }
+      // A hard delete cascades to resources and replicas: the allocation goes with them.
+      await place(1);
+      expect(await allocatedCpu(node!.id)).toBe(3);
+      await sql`DELETE FROM deployments WHERE id = ${dep!.id}`.execute(db);
+      expect(await allocatedCpu(node!.id)).toBe(0);
     });
 
     it('rolls back a failing migration entirely, leaving no bookkeeping row', async () => {
