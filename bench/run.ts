@@ -1,5 +1,5 @@
 /**
- * steady's benchmark suite: `npm run bench` (full, ~20 min on 2 cores) or `npm run bench -- --quick`
+ * steady's benchmark suite: `npm run bench` (full, ~4 min on 2 cores) or `npm run bench -- --quick`
  * (< 3 min). Starts its own PostgreSQL, drives steady through `steady serve` / `steady dev` and the
  * HTTP API, and writes bench/results/latest.{json,md}. Every figure is reported beside a baseline
  * measured in the same run where one exists.
