@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { LruMap } from '../lib/lru.js';
 import type { ContainerRuntime, ContainerSpec, ContainerStatus } from './runtime.js';
 
 export interface SimulatedRuntimeOptions {
@@ -31,8 +32,11 @@ export class SimulatedRuntime implements ContainerRuntime {
   readonly #failRate: number;
   readonly #random: () => number;
   readonly #idPrefix: string;
-  /** Starts ever begun, per replica; tests read it to prove nothing is started twice. */
-  readonly startCounts = new Map<string, number>();
+  /**
+   * Starts begun per replica, for the most recent 10,000 replicas (a long-running simulator must not
+   * grow without bound); tests read it to prove nothing is started twice.
+   */
+  readonly startCounts = new LruMap<string, number>(10_000);
 
   constructor(options: SimulatedRuntimeOptions = {}) {
     const failRate = options.failRate ?? 0;

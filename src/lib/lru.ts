@@ -28,4 +28,9 @@ export class LruMap<K, V> {
   get size(): number {
     return this.#entries.size;
   }
+
+  /** Oldest first; reading does not count as a use. */
+  [Symbol.iterator](): IterableIterator<[K, V]> {
+    return this.#entries.entries();
+  }
 }

@@ -2,7 +2,6 @@ import { describe, expect, it } from 'vitest';
 import { createAuthenticator } from '../../src/api/auth.js';
 import { signToken } from '../../src/api/tokens.js';
 import type { JwtConfig } from '../../src/config.js';
-import { LruMap } from '../../src/lib/lru.js';
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
 const config: JwtConfig = { secret: SECRET, jwksUrl: null, issuer: null, audience: null, clockToleranceSec: 5 };
@@ -28,19 +27,5 @@ describe('verified-token cache', () => {
     await expect(verify(`Bearer ${forged}`)).rejects.toThrow('invalid token');
     const otherPayload = Buffer.from(JSON.stringify({ sub: 'mallory', exp: Math.floor(Date.now() / 1000) + 300 })).toString('base64url');
     await expect(verify(`Bearer ${header}.${otherPayload}.${signature}`)).rejects.toThrow('invalid token');
-  });
-});
-
-describe('LruMap', () => {
-  it('keeps at most capacity entries, dropping the least recently used', () => {
-    const map = new LruMap<string, number>(2);
-    map.set('a', 1);
-    map.set('b', 2);
-    expect(map.get('a')).toBe(1); // a is now the most recent
-    map.set('c', 3);
-    expect(map.get('b')).toBeUndefined();
-    expect(map.get('a')).toBe(1);
-    expect(map.get('c')).toBe(3);
-    expect(map.size).toBe(2);
   });
 });
