@@ -50,7 +50,7 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   }
   const c = new pg.Client({ connectionString: server.url });
   await c.connect();
-  const version = ((await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v ?? '?').split(' ')[0]!;
+  const version = ((await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?').split(' ')[0]!;
   await c.query(`CREATE ROLE ${CONTROLLER_ROLE} LOGIN SUPERUSER`);
   await c.query(`CREATE ROLE ${API_ROLE} LOGIN SUPERUSER`);
   await c.end();
