@@ -9,7 +9,9 @@ import { LatencyHistogram, type Percentiles } from '../lib/stats.js';
  * Reaction: a scale request is sent → every new replica row of that deployment is placed on a node.
  * Measured from just before the HTTP request to the first poll that sees the rows placed (polling
  * every ~1 ms on its own connection), over many sequential scales of +2, at idle and again while
- * other deployments are scaled up and down at 100/s through the same API.
+ * other deployments are scaled up and down at 100/s through the same API. "Idle" has the simulated
+ * agents reporting every 250 ms (they mark the new replicas running, which the controller then
+ * records); it is measured once more before they start, to show what their reports cost.
  */
 export async function reaction(env: BenchEnv): Promise<Figure[]> {
   const scales = env.quick ? 200 : 1_000;
@@ -20,7 +22,7 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
   const api = await startApi(env, 'bench_reaction');
   await insertNodes(pool, nodes);
   const controller = await startController(env, 'bench_reaction', 'reaction');
-  const agents = startAgents(pool, 250);
+  let agents: { stop(): Promise<void> } | null = null;
   try {
     const user = await Api.as(api.url, env.secret, 'reaction-user');
     const measured = await mapLimit(Array.from({ length: deployments }, (_, i) => i), 8, (i) => user.deploy(`measured-${i}`, 1));
@@ -28,6 +30,9 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
     const targets = new Map<string, number>(measured.map((id) => [id, 1]));
     await waitPlaced(pool, deployments * 2, 60_000);
 
+    env.log(`reaction: ${scales} scales at idle, agents not reporting`);
+    const quiet = await measureScales(pool, user, measured, targets, scales, env.log);
+    agents = startAgents(pool, 250);
     env.log(`reaction: ${scales} scales at idle`);
     const idle = await measureScales(pool, user, measured, targets, scales, env.log);
 
@@ -52,6 +57,8 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
       fig('scale → placed, idle', idle.placed, 'p99', 50),
       fig('scale → placed, idle', idle.placed, 'max'),
       fig('scale request (HTTP), idle', idle.request, 'p99'),
+      fig('scale → placed, idle, agents not reporting', quiet.placed, 'p50'),
+      fig('scale → placed, idle, agents not reporting', quiet.placed, 'p99'),
       fig(`scale → placed, churn ${Math.round(achieved)}/s`, busy.placed, 'p50'),
       fig(`scale → placed, churn ${Math.round(achieved)}/s`, busy.placed, 'p99', 1_000),
       fig(`scale → placed, churn ${Math.round(achieved)}/s`, busy.placed, 'max'),
@@ -65,7 +72,7 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
       },
     ];
   } finally {
-    await agents.stop();
+    await agents?.stop();
     await controller.proc.stop();
     await api.proc.stop();
     await pool.end();
