@@ -88,17 +88,20 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
     let changedCount = 0;
     for (const id of ids) {
       const d = byId.get(id);
-      const log = ctx.logger.child({ deployment_id: id, reconcile_id: reconcileId });
+      // Fields, not a child logger per deployment: a backlog logs thousands of these lines.
+      const where = { deployment_id: id, reconcile_id: reconcileId };
       if (!d) {
-        log.debug({ trigger: triggerOf.get(id) }, 'deployment gone');
+        ctx.logger.debug({ ...where, trigger: triggerOf.get(id) }, 'deployment gone');
         out.set(id, { ok: true, result: { requeueAfterMs: null, changed: false, unscheduled: false } });
         continue;
       }
       const changed = !isEmptyPlan(d.plan);
       if (changed) changedCount++;
-      const summary = { name: d.loaded.deployment.name, trigger: triggerOf.get(id), ...describePlan(d.plan), duration_ms: round(durationMs), ...(ids.length > 1 && { batch: ids.length }) };
-      if (changed) log.info(summary, 'reconciled');
-      else log.debug(summary, 'nothing to do');
+      if (changed || ctx.logger.isLevelEnabled('debug')) {
+        const summary = { ...where, name: d.loaded.deployment.name, trigger: triggerOf.get(id), ...describePlan(d.plan), duration_ms: round(durationMs), ...(ids.length > 1 && { batch: ids.length }) };
+        if (changed) ctx.logger.info(summary, 'reconciled');
+        else ctx.logger.debug(summary, 'nothing to do');
+      }
       out.set(id, { ok: true, result: { requeueAfterMs: d.plan.requeueAfterMs, changed, unscheduled: stillUnscheduled(d.replicas, d.plan) } });
     }
     if (changedCount > 0) ctx.metrics.reconciles.inc({ outcome: 'changed' }, changedCount);
