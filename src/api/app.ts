@@ -5,7 +5,7 @@ import type { Context } from '../context.js';
 import { Migrator } from '../db/migrator.js';
 import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from './auth.js';
 import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
-import { rateLimit, TokenBuckets } from './rate-limit.js';
+import { NODE_RATE_FACTOR, rateLimit, TokenBuckets } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { registerDeploymentRoutes } from './routes/deployments.js';
 import { registerNodeRoutes } from './routes/nodes.js';
@@ -54,8 +54,9 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
   const { perSecond, burst } = ctx.config.rateLimit;
   if (perSecond > 0) {
     // After authenticate: buckets are keyed by verified subjects, never by whatever a client sends.
-    const buckets = new TokenBuckets({ perSecond, burst, capacity: options.rateLimitCallers, now: options.rateLimitNow });
-    app.use('/api/*', rateLimit(buckets, ctx.metrics));
+    const buckets = (factor: number) =>
+      new TokenBuckets({ perSecond: perSecond * factor, burst: burst * factor, capacity: options.rateLimitCallers, now: options.rateLimitNow });
+    app.use('/api/*', rateLimit(buckets(1), ctx.metrics, buckets(NODE_RATE_FACTOR)));
   }
 
   registerDeploymentRoutes(app, ctx, users);

@@ -67,14 +67,20 @@ export class TokenBuckets {
   }
 }
 
+/** A node agent's budget, in multiples of a user's: it reports every replica placed on its node. */
+export const NODE_RATE_FACTOR = 10;
+
 /**
  * 429 once the caller's bucket is empty. Mount after `authenticate`: the key is the verified `sub`,
  * so an unauthenticated flood is answered 401 without growing the map, and no one can spend another
- * caller's tokens. A node agent is its own subject, so no user can starve its heartbeats.
+ * caller's tokens. A node agent is its own subject, so no user can starve its heartbeats; node-only
+ * tokens draw from `nodeBuckets` (a larger budget: a node starting a hundred replicas reports each).
  */
-export function rateLimit(buckets: TokenBuckets, metrics: Metrics): MiddlewareHandler<ApiEnv> {
+export function rateLimit(buckets: TokenBuckets, metrics: Metrics, nodeBuckets: TokenBuckets = buckets): MiddlewareHandler<ApiEnv> {
   return async (c, next) => {
-    const admission = buckets.take(c.get('principal').subject);
+    const { subject, roles } = c.get('principal');
+    const isNode = roles.has('node') && !roles.has('admin');
+    const admission = (isNode ? nodeBuckets : buckets).take(subject);
     if (!admission.allowed) {
       metrics.httpRateLimited.inc();
       // Whole seconds (RFC 9110), rounded up so a client that waits as told finds a token.

@@ -81,6 +81,14 @@ describeBackends('API rate limit', (t) => {
     }
   });
 
+  it('gives node agents ten times a user\'s budget, and limits them too', async () => {
+    const agent = await nodeToken('busy-node');
+    const register = () =>
+      api.call('POST', '/api/nodes', { token: agent, body: { name: 'busy-node', cpu_cores: 4, memory_mb: 8192, gpu_units: 0, storage_gb: 100 } });
+    for (let i = 0; i < 30; i++) expect((await register()).status, `request ${i + 1}`).toBeLessThan(300);
+    expect((await register()).status).toBe(429);
+  });
+
   describe('with STEADY_RATE_LIMIT=0', () => {
     it('limits nothing', async () => {
       const off = createTestApp(t().database, { STEADY_RATE_LIMIT: '0', STEADY_RATE_BURST: '1' }, { rateLimitNow: clock });
