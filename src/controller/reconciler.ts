@@ -61,14 +61,15 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
         // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
         // the lock, no other placement can change any node's allocation, so plans made from a read
         // taken after it cannot overcommit. Drafts without nodes tell, with no I/O, whether this
-        // batch will want to place, so the common case reads the nodes once, under the lock.
+        // batch will want to place: then it reads every node once, under the lock; otherwise (a
+        // status change, a scale-down, a stop) only the draining nodes, which are all it can need.
         const locked = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
         if (locked) await takeSchedulingLock(tx);
-        let plans = planAll(await loadNodes(tx));
-        if (!locked && plans.some((d) => placesReplicas(d.plan))) {
-          // Rare: only node state (a draining node) asked for replacements.
+        let plans = planAll(await loadNodes(tx, locked ? 'all' : 'draining'));
+        if (!locked && plans.some((d) => d.plan.create.length > 0 || d.plan.bind.length > 0)) {
+          // Rare: replicas moved off a draining node need replacements.
           await takeSchedulingLock(tx);
-          plans = planAll(await loadNodes(tx));
+          plans = planAll(await loadNodes(tx, 'all'));
         }
         const writes = plans.filter((d) => !isEmptyPlan(d.plan));
         if (writes.length > 0) await applyPlans(tx, writes.map((d) => ({ deploymentId: d.id, plan: d.plan, replicas: d.replicas })));
@@ -142,10 +143,6 @@ function stillUnscheduled(replicas: readonly Replica[], plan: Plan): boolean {
 function wantsPlacement(draft: Plan, replicas: readonly Replica[]): boolean {
   const stopped = new Set(draft.stop.map((s) => s.replicaId));
   return draft.create.length > 0 || replicas.some((r) => r.nodeId === null && r.status === 'pending' && !stopped.has(r.id));
-}
-
-function placesReplicas(plan: Plan): boolean {
-  return plan.bind.length > 0 || plan.create.some((c) => c.nodeId !== null);
 }
 
 /** What an operator reads in the log line: counts, and the status move when there is one. */

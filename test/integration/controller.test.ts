@@ -190,6 +190,15 @@ for (const backend of BACKENDS) {
       await db.updateTable('nodes').set({ status: 'draining' }).where('id', '=', a).execute();
       await expect.poll(async () => (await replicaCounts(db, id)).byNode[b], WAIT).toBe(4);
       expect((await replicaCounts(db, id)).byNode[a]).toBeUndefined();
+      // The replacements were placed as they were created, never left waiting for a node.
+      const waited = await db
+        .selectFrom('deployment_status_history')
+        .select(['old_status', 'new_status', 'reason'])
+        .where('deployment_id', '=', id)
+        .where('new_status', '=', 'pending')
+        .where('old_status', '<>', 'none')
+        .execute();
+      expect(waited).toEqual([]);
 
       await db.updateTable('nodes').set({ status: 'cordoned' }).where('id', '=', a).execute();
       await setTarget(db, id, 6);

@@ -102,12 +102,12 @@ interface ReplicaRow {
   replaced: boolean;
 }
 
-/** Every node with its capacity and allocation, as of now. */
-export async function loadNodes(db: Kysely<Tables> | Tx): Promise<Node[]> {
+/** Every node (or only the draining ones) with its capacity and allocation, as of now. */
+export async function loadNodes(db: Kysely<Tables> | Tx, which: 'all' | 'draining' = 'all'): Promise<Node[]> {
   const { rows } = await sql<NodeRow>`
     SELECT id, name, status, cpu_cores, memory_mb, gpu_units, storage_gb, allocated_cpu_cores::float8 AS a_cpu,
            allocated_memory_mb::float8 AS a_mem, allocated_gpu_units::float8 AS a_gpu, allocated_storage_gb::float8 AS a_sto
-    FROM nodes ORDER BY id`.execute(db);
+    FROM nodes ${which === 'draining' ? sql`WHERE status = 'draining'` : sql``} ORDER BY id`.execute(db);
   return rows.map((r) => ({
     id: r.id,
     name: r.name,
