@@ -1,6 +1,6 @@
 -- Node allocation without JSON: the triggers of 0003 passed per-row changes through jsonb (build,
--- aggregate, expand, parse) to one shared helper. Here each trigger sums its transition table per
--- node in SQL and hands the helper parallel arrays, which halves the cost of inserting a batch of
+-- aggregate, expand, parse) to one shared helper. Here the triggers pass arrays of the changed
+-- replicas, which one helper prices and sums per node in SQL, which halves the cost of inserting a batch of
 -- placed replicas (the controller's hottest statement). Same rules: nodes locked in id order, only
 -- increases checked, SQLSTATE ST001 on overcommit.
 --
@@ -43,28 +43,9 @@ BEGIN
 END
 $$;
 
--- Each trigger: (node_id, deployment_id, sign) per changed replica → per-node sums of its
--- deployment's resources → steady_apply_deltas.
-CREATE OR REPLACE FUNCTION steady_allocation_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    ids UUID[]; cpu NUMERIC[]; mem BIGINT[]; gpu BIGINT[]; sto BIGINT[];
-BEGIN
-    SELECT array_agg(node_id ORDER BY node_id), array_agg(c ORDER BY node_id), array_agg(m ORDER BY node_id),
-           array_agg(g ORDER BY node_id), array_agg(s ORDER BY node_id)
-    INTO ids, cpu, mem, gpu, sto
-    FROM (
-        SELECT r.node_id, sum(res.cpu_cores::numeric) AS c, sum(res.memory_mb) AS m, sum(res.gpu_units) AS g, sum(res.storage_gb) AS s
-        FROM new_rows r JOIN deployment_resources res ON res.deployment_id = r.deployment_id
-        WHERE r.node_id IS NOT NULL AND steady_allocating(r.status)
-        GROUP BY r.node_id
-    ) per_node
-    WHERE c <> 0 OR m <> 0 OR g <> 0 OR s <> 0;
-    PERFORM steady_apply_deltas(ids, cpu, mem, gpu, sto);
-    RETURN NULL;
-END
-$$;
-
-CREATE OR REPLACE FUNCTION steady_allocation_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Prices replica changes, given as (node, deployment, +1 or -1) triples, with their deployments'
+-- resources, sums them per node and applies them.
+CREATE FUNCTION steady_apply_changes(p_nodes UUID[], p_deployments UUID[], p_signs INT[]) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     ids UUID[]; cpu NUMERIC[]; mem BIGINT[]; gpu BIGINT[]; sto BIGINT[];
 BEGIN
@@ -74,41 +55,55 @@ BEGIN
     FROM (
         SELECT ch.node_id, sum(ch.sign * res.cpu_cores::numeric) AS c, sum(ch.sign * res.memory_mb) AS m,
                sum(ch.sign * res.gpu_units) AS g, sum(ch.sign * res.storage_gb) AS s
-        FROM (
-            SELECT o.node_id, o.deployment_id, -1 AS sign
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE o.node_id IS NOT NULL AND steady_allocating(o.status)
-              AND (n.node_id IS DISTINCT FROM o.node_id OR NOT steady_allocating(n.status))
-            UNION ALL
-            SELECT n.node_id, n.deployment_id, 1 AS sign
-            FROM old_rows o JOIN new_rows n ON n.id = o.id
-            WHERE n.node_id IS NOT NULL AND steady_allocating(n.status)
-              AND (n.node_id IS DISTINCT FROM o.node_id OR NOT steady_allocating(o.status))
-        ) ch
+        FROM unnest(p_nodes, p_deployments, p_signs) AS ch(node_id, deployment_id, sign)
         JOIN deployment_resources res ON res.deployment_id = ch.deployment_id
         GROUP BY ch.node_id
     ) per_node
     WHERE c <> 0 OR m <> 0 OR g <> 0 OR s <> 0;
     PERFORM steady_apply_deltas(ids, cpu, mem, gpu, sto);
+END
+$$;
+
+-- Each trigger hands over the replicas that start or stop holding resources on a node.
+CREATE OR REPLACE FUNCTION steady_allocation_on_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r_nodes UUID[]; r_deployments UUID[]; r_signs INT[];
+BEGIN
+    SELECT array_agg(node_id), array_agg(deployment_id), array_agg(1) INTO r_nodes, r_deployments, r_signs
+    FROM new_rows WHERE node_id IS NOT NULL AND steady_allocating(status);
+    PERFORM steady_apply_changes(r_nodes, r_deployments, r_signs);
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION steady_allocation_on_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r_nodes UUID[]; r_deployments UUID[]; r_signs INT[];
+BEGIN
+    SELECT array_agg(node_id), array_agg(deployment_id), array_agg(sign) INTO r_nodes, r_deployments, r_signs
+    FROM (
+        SELECT o.node_id, o.deployment_id, -1 AS sign
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE o.node_id IS NOT NULL AND steady_allocating(o.status)
+          AND (n.node_id IS DISTINCT FROM o.node_id OR NOT steady_allocating(n.status))
+        UNION ALL
+        SELECT n.node_id, n.deployment_id, 1 AS sign
+        FROM old_rows o JOIN new_rows n ON n.id = o.id
+        WHERE n.node_id IS NOT NULL AND steady_allocating(n.status)
+          AND (n.node_id IS DISTINCT FROM o.node_id OR NOT steady_allocating(o.status))
+    ) changes;
+    PERFORM steady_apply_changes(r_nodes, r_deployments, r_signs);
     RETURN NULL;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION steady_allocation_on_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    ids UUID[]; cpu NUMERIC[]; mem BIGINT[]; gpu BIGINT[]; sto BIGINT[];
+    r_nodes UUID[]; r_deployments UUID[]; r_signs INT[];
 BEGIN
-    SELECT array_agg(node_id ORDER BY node_id), array_agg(c ORDER BY node_id), array_agg(m ORDER BY node_id),
-           array_agg(g ORDER BY node_id), array_agg(s ORDER BY node_id)
-    INTO ids, cpu, mem, gpu, sto
-    FROM (
-        SELECT r.node_id, -sum(res.cpu_cores::numeric) AS c, -sum(res.memory_mb) AS m, -sum(res.gpu_units) AS g, -sum(res.storage_gb) AS s
-        FROM old_rows r JOIN deployment_resources res ON res.deployment_id = r.deployment_id
-        WHERE r.node_id IS NOT NULL AND steady_allocating(r.status)
-        GROUP BY r.node_id
-    ) per_node
-    WHERE c <> 0 OR m <> 0 OR g <> 0 OR s <> 0;
-    PERFORM steady_apply_deltas(ids, cpu, mem, gpu, sto);
+    SELECT array_agg(node_id), array_agg(deployment_id), array_agg(-1) INTO r_nodes, r_deployments, r_signs
+    FROM old_rows WHERE node_id IS NOT NULL AND steady_allocating(status);
+    PERFORM steady_apply_changes(r_nodes, r_deployments, r_signs);
     RETURN NULL;
 END
 $$;
@@ -117,19 +112,12 @@ $$;
 -- whichever goes first releases the allocation, exactly once (see 0003).
 CREATE OR REPLACE FUNCTION steady_allocation_on_resources_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
-    ids UUID[]; cpu NUMERIC[]; mem BIGINT[]; gpu BIGINT[]; sto BIGINT[];
+    r_nodes UUID[]; r_deployments UUID[]; r_signs INT[];
 BEGIN
-    SELECT array_agg(node_id ORDER BY node_id), array_agg(-n * OLD.cpu_cores::numeric ORDER BY node_id),
-           array_agg(-n * OLD.memory_mb ORDER BY node_id), array_agg(-n * OLD.gpu_units ORDER BY node_id),
-           array_agg(-n * OLD.storage_gb ORDER BY node_id)
-    INTO ids, cpu, mem, gpu, sto
-    FROM (
-        SELECT node_id, count(*)::bigint AS n FROM deployment_replicas
-        WHERE deployment_id = OLD.deployment_id AND node_id IS NOT NULL AND steady_allocating(status)
-        GROUP BY node_id
-    ) per_node
-    WHERE OLD.cpu_cores <> 0 OR OLD.memory_mb <> 0 OR OLD.gpu_units <> 0 OR OLD.storage_gb <> 0;
-    PERFORM steady_apply_deltas(ids, cpu, mem, gpu, sto);
+    -- BEFORE DELETE: the resources row is still there to price the replicas with.
+    SELECT array_agg(node_id), array_agg(deployment_id), array_agg(-1) INTO r_nodes, r_deployments, r_signs
+    FROM deployment_replicas WHERE deployment_id = OLD.deployment_id AND node_id IS NOT NULL AND steady_allocating(status);
+    PERFORM steady_apply_changes(r_nodes, r_deployments, r_signs);
     RETURN OLD;
 END
 $$;
@@ -247,4 +235,5 @@ BEGIN
 END
 $$;
 
+DROP FUNCTION steady_apply_changes(UUID[], UUID[], INT[]);
 DROP FUNCTION steady_apply_deltas(UUID[], NUMERIC[], BIGINT[], BIGINT[], BIGINT[]);

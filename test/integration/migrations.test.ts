@@ -88,8 +88,14 @@ describeBackends(
         await expect(place(2), version).rejects.toMatchObject({ code: 'ST001' });
         expect(await allocatedCpu(node!.id), version).toBe(1.5);
       }
+      // Resources deleted on their own release what their replicas held.
+      await sql`DELETE FROM deployment_resources WHERE deployment_id = ${dep!.id}`.execute(db);
+      expect(await allocatedCpu(node!.id)).toBe(0);
+      await sql`DELETE FROM deployment_replicas WHERE deployment_id = ${dep!.id}`.execute(db);
+      expect(await allocatedCpu(node!.id)).toBe(0);
+      await sql`INSERT INTO deployment_resources (deployment_id, cpu_cores, memory_mb, gpu_units, storage_gb) VALUES (${dep!.id}, 1.5, 512, 0, 1)`.execute(db);
       // A hard delete cascades to resources and replicas: the allocation goes with them.
-      await place(1);
+      await place(2);
       expect(await allocatedCpu(node!.id)).toBe(3);
       await sql`DELETE FROM deployments WHERE id = ${dep!.id}`.execute(db);
       expect(await allocatedCpu(node!.id)).toBe(0);
