@@ -1,6 +1,7 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DeploymentPatch, Plan } from '../../domain/planner.js';
 import type { Deployment, Node, Replica, ReplicaStatus } from '../../domain/types.js';
+import { insertHistory } from '../queries/history.js';
 import type { Tables } from '../tables.js';
 
 type Tx = Transaction<Tables>;
@@ -199,17 +200,10 @@ export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promi
     tx,
     writes.map((w) => ({ id: w.deploymentId, patch: w.plan.deployment })),
   );
-  const history = writes.flatMap(({ deploymentId, plan }) => plan.history.map((h) => ({ deploymentId, ...h })));
-  if (history.length > 0) {
-    // clock_timestamp() per row: see insertHistory.
-    await sql`
-      INSERT INTO deployment_status_history (deployment_id, old_status, new_status, reason, changed_at)
-      SELECT deployment_id, old_status::deploymentstatus, new_status::deploymentstatus, reason, clock_timestamp()
-      FROM unnest(${history.map((h) => h.deploymentId)}::uuid[], ${history.map((h) => h.oldStatus)}::text[],
-                  ${history.map((h) => h.newStatus)}::text[], ${history.map((h) => h.reason.slice(0, 500))}::text[])
-           WITH ORDINALITY AS v(deployment_id, old_status, new_status, reason, n)
-      ORDER BY n`.execute(tx);
-  }
+  await insertHistory(
+    tx,
+    writes.flatMap(({ deploymentId, plan }) => plan.history.map((h) => ({ deploymentId, ...h, changedBy: null }))),
+  );
 }
 
 /** Every changed field of every deployment in one UPDATE; a field a patch leaves out keeps its value. */

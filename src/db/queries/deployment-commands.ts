@@ -42,9 +42,7 @@ export async function createDeployment(db: Kysely<Tables>, userId: string, spec:
           storage_gb: spec.resources.storageGb,
         })
         .execute();
-      await insertHistory(tx, [
-        { deployment_id: id, old_status: 'none', new_status: 'pending', changed_by: userId, reason: 'Deployment created' },
-      ]);
+      await insertHistory(tx, [{ deploymentId: id, oldStatus: 'none', newStatus: 'pending', changedBy: userId, reason: 'Deployment created' }]);
       return id;
     });
   } catch (err) {
@@ -66,13 +64,7 @@ export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: st
       .where('id', '=', id)
       .execute();
     await insertHistory(tx, [
-      {
-        deployment_id: id,
-        old_status: `replicas:${current.target_replicas}`,
-        new_status: `replicas:${target}`,
-        changed_by: userId,
-        reason: 'User-initiated scaling',
-      },
+      { deploymentId: id, oldStatus: `replicas:${current.target_replicas}`, newStatus: `replicas:${target}`, changedBy: userId, reason: 'User-initiated scaling' },
     ]);
     return { changed: true };
   });
@@ -142,5 +134,5 @@ async function changeStatus(
     .set({ ...extra, status: to, status_reason: reason, generation: sql`generation + 1`, updated_at: sql`now()` })
     .where('id', '=', id)
     .execute();
-  await insertHistory(tx, [{ deployment_id: id, old_status: from, new_status: to, changed_by: userId, reason }]);
+  await insertHistory(tx, [{ deploymentId: id, oldStatus: from, newStatus: to, changedBy: userId, reason }]);
 }
