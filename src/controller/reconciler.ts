@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../context.js';
 import { isTransientDbError } from '../db/database.js';
-import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock, type LoadedDeployment } from '../db/controller/reconcile-store.js';
+import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock } from '../db/controller/reconcile-store.js';
 import { NodeView } from '../domain/node-view.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
-import type { Node, Replica } from '../domain/types.js';
+import type { Deployment, Node, Replica } from '../domain/types.js';
 import type { Outcome, WorkItem } from './work-queue.js';
 
 export interface ReconcileResult {
@@ -16,12 +16,14 @@ export interface ReconcileResult {
   readonly unscheduled: boolean;
 }
 
+export type ReconcileOutcome = Outcome & { readonly result?: ReconcileResult };
+
 /** Reconciles a batch of deployments; each one's outcome, by id. */
-export type Reconcile = (items: readonly WorkItem[]) => Promise<Map<string, Outcome & { readonly result?: ReconcileResult }>>;
+export type Reconcile = (items: readonly WorkItem[]) => Promise<Map<string, ReconcileOutcome>>;
 
 interface Decided {
   readonly id: string;
-  readonly loaded: LoadedDeployment;
+  readonly deployment: Deployment;
   readonly replicas: readonly Replica[];
   readonly plan: Plan;
 }
@@ -37,7 +39,7 @@ interface Decided {
  * deployment is reconciled again alone, so one troubled deployment never holds back the others.
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Reconcile {
-  const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, Outcome & { readonly result?: ReconcileResult }>> => {
+  const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
     const started = performance.now();
     const ids = [...new Set(items.map((i) => i.key))].sort();
     let decided: Decided[];
@@ -49,13 +51,13 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
         const replicasOf = await loadReplicas(tx, present);
         const now = ctx.clock.now();
         const planOne = (id: string, nodes: readonly Node[]): Plan =>
-          planDeployment({ deployment: loaded.get(id)!.deployment, replicas: replicasOf.get(id) ?? [], nodes, now, config: plannerConfig });
+          planDeployment({ deployment: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], nodes, now, config: plannerConfig });
         const planAll = (nodes: readonly Node[]): Decided[] => {
           const view = new NodeView(nodes);
           return present.map((id) => {
             const plan = planOne(id, view.nodes);
-            view.take(plan, loaded.get(id)!.deployment.resources);
-            return { id, loaded: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], plan };
+            view.take(plan, loaded.get(id)!.resources);
+            return { id, deployment: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], plan };
           });
         };
         // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
@@ -84,7 +86,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
     const durationMs = performance.now() - started;
     const reconcileId = randomUUID().slice(0, 8);
     const triggerOf = new Map(items.map((i) => [i.key, i.trigger]));
-    const out = new Map<string, Outcome & { readonly result?: ReconcileResult }>();
+    const out = new Map<string, ReconcileOutcome>();
     const byId = new Map(decided.map((d) => [d.id, d]));
     let changedCount = 0;
     for (const id of ids) {
@@ -99,7 +101,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
       const changed = !isEmptyPlan(d.plan);
       if (changed) changedCount++;
       if (changed || ctx.logger.isLevelEnabled('debug')) {
-        const summary = { ...where, name: d.loaded.deployment.name, trigger: triggerOf.get(id), ...describePlan(d.plan), duration_ms: round(durationMs), ...(ids.length > 1 && { batch: ids.length }) };
+        const summary = { ...where, name: d.deployment.name, trigger: triggerOf.get(id), ...describePlan(d.plan), duration_ms: round(durationMs), ...(ids.length > 1 && { batch: ids.length }) };
         if (changed) ctx.logger.info(summary, 'reconciled');
         else ctx.logger.debug(summary, 'nothing to do');
       }
@@ -119,7 +121,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
       // Alone, or the database itself in trouble: every key fails and retries with its back-off.
       if (items.length <= 1 || isTransientDbError(err)) throw err;
       ctx.logger.debug({ err: err instanceof Error ? err.message : String(err), batch: items.length }, 'batch failed; reconciling its deployments one by one');
-      const out = new Map<string, Outcome & { readonly result?: ReconcileResult }>();
+      const out = new Map<string, ReconcileOutcome>();
       for (const item of items) {
         try {
           const one = await runBatch([item]);

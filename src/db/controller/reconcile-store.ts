@@ -14,20 +14,15 @@ export class StaleReadError extends Error {
   }
 }
 
-export interface LoadedDeployment {
-  readonly deployment: Deployment;
-  readonly generation: number;
-}
-
 /**
  * Locks the deployment rows for the rest of the transaction, in id order (so that two batches never
  * wait on each other in a cycle), and reads them with their resources. Silences the NOTIFY triggers
  * for this transaction: the controller's own writes must not wake it. Ids not found are absent.
  */
-export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, LoadedDeployment>> {
+export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
   await sql`SELECT set_config('steady.quiet', 'on', true)`.execute(tx);
   const { rows } = await sql<DeploymentRow>`
-    SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at, d.generation,
+    SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
            d.restart_count, d.backoff_until, d.ever_running, r.cpu_cores, r.memory_mb, r.gpu_units, r.storage_gb
     FROM deployments d JOIN deployment_resources r ON r.deployment_id = d.id
     WHERE d.id = ANY(${[...ids]}::uuid[])
@@ -37,19 +32,16 @@ export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<M
     rows.map((row) => [
       row.id,
       {
-        generation: row.generation,
-        deployment: {
-          id: row.id,
-          name: row.name,
-          status: row.status,
-          statusReason: row.status_reason,
-          targetReplicas: row.target_replicas,
-          deleted: row.deleted_at !== null,
-          resources: { cpuCores: row.cpu_cores, memoryMb: row.memory_mb, gpuUnits: row.gpu_units, storageGb: row.storage_gb },
-          restartCount: row.restart_count,
-          backoffUntil: row.backoff_until,
-          everRunning: row.ever_running,
-        },
+        id: row.id,
+        name: row.name,
+        status: row.status,
+        statusReason: row.status_reason,
+        targetReplicas: row.target_replicas,
+        deleted: row.deleted_at !== null,
+        resources: { cpuCores: row.cpu_cores, memoryMb: row.memory_mb, gpuUnits: row.gpu_units, storageGb: row.storage_gb },
+        restartCount: row.restart_count,
+        backoffUntil: row.backoff_until,
+        everRunning: row.ever_running,
       },
     ]),
   );
@@ -62,7 +54,6 @@ interface DeploymentRow {
   status_reason: string | null;
   target_replicas: number;
   deleted_at: Date | null;
-  generation: number;
   restart_count: number;
   backoff_until: Date | null;
   ever_running: boolean;
