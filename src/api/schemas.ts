@@ -78,10 +78,12 @@ export const DeploymentStatusSchema = z
     status: DeploymentStatusEnum,
     health: Health,
     target_replicas: z.number().int(),
+    container_image: z.string().openapi({ description: 'the desired image' }),
     replicas: z.array(
       z.object({
         id: uuid,
         node_id: uuid.nullable(),
+        node_name: z.string().nullable().openapi({ description: "the node's name, null while unscheduled" }),
         status: ReplicaStatusEnum,
         container_id: z.string().nullable(),
         started_at: nullableTimestamp,
@@ -105,6 +107,7 @@ export const DeploymentListSchema = z
         name: z.string(),
         status: DeploymentStatusEnum,
         health: Health,
+        container_image: z.string(),
         target_replicas: z.number().int(),
         running_replicas: z.number().int(),
         total_replicas: z.number().int(),

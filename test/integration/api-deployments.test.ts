@@ -19,10 +19,11 @@ const spec = (name: string, extra: Record<string, unknown> = {}) => ({
 /** The seed's "After (Real)" object: exact key sets and value types. */
 function expectSeedShape(body: Record<string, unknown>): void {
   expect(Object.keys(body).sort()).toEqual(
-    ['created_at', 'deployment_id', 'health', 'name', 'recent_status_changes', 'replicas', 'resources', 'status', 'target_replicas', 'updated_at'].sort(),
+    ['container_image', 'created_at', 'deployment_id', 'health', 'name', 'recent_status_changes', 'replicas', 'resources', 'status', 'target_replicas', 'updated_at'].sort(),
   );
   expect(body.deployment_id).toMatch(UUID);
   expect(typeof body.name).toBe('string');
+  expect(typeof body.container_image).toBe('string');
   expect(['pending', 'scheduled', 'running', 'stopped', 'failed']).toContain(body.status);
   expect(['healthy', 'degraded', 'unhealthy']).toContain(body.health);
   expect(Number.isInteger(body.target_replicas)).toBe(true);
@@ -32,9 +33,11 @@ function expectSeedShape(body: Record<string, unknown>): void {
   expect(Object.keys(resources).sort()).toEqual(['cpu_cores', 'gpu_units', 'memory_mb', 'storage_gb']);
   for (const value of Object.values(resources)) expect(typeof value).toBe('number');
   for (const replica of body.replicas as Record<string, unknown>[]) {
-    expect(Object.keys(replica).sort()).toEqual(['container_id', 'id', 'node_id', 'started_at', 'status', 'stopped_at']);
+    expect(Object.keys(replica).sort()).toEqual(['container_id', 'id', 'node_id', 'node_name', 'started_at', 'status', 'stopped_at']);
     expect(replica.id).toMatch(UUID);
     if (replica.node_id !== null) expect(replica.node_id).toMatch(UUID);
+    // A node's name comes with its id, and only with it.
+    expect(replica.node_name === null).toBe(replica.node_id === null);
     for (const key of ['started_at', 'stopped_at']) if (replica[key] !== null) expect(replica[key]).toMatch(ISO_Z);
     if (replica.container_id !== null) expect(typeof replica.container_id).toBe('string');
   }
@@ -241,7 +244,8 @@ describeBackends('API deployments', (t, backend) => {
       expectSeedShape(body);
       expect(body.replicas).toHaveLength(12);
       expect(body.replicas.slice(0, 2).map((r) => r.status).sort()).toEqual(['running', 'stopping']);
-      expect(body.replicas[0]).toMatchObject({ node_id: node.id, container_id: 'docker-1', stopped_at: null });
+      expect(body.replicas[0]).toMatchObject({ node_id: node.id, node_name: `n-bounded-${backend}`, container_id: 'docker-1', stopped_at: null });
+      expect(body.container_image).toBe('nginx:1.27');
       expect(body.replicas[2]).toMatchObject({ status: 'stopped', container_id: 'c-latest' });
     });
 
@@ -284,8 +288,9 @@ describeBackends('API deployments', (t, backend) => {
         expect(res.status).toBe(200);
         const body = (await res.json()) as { items: Record<string, unknown>[]; next_cursor: string | null };
         for (const item of body.items) {
-          expect(Object.keys(item).sort()).toEqual(['created_at', 'deployment_id', 'health', 'name', 'running_replicas', 'status', 'target_replicas', 'total_replicas']);
+          expect(Object.keys(item).sort()).toEqual(['container_image', 'created_at', 'deployment_id', 'health', 'name', 'running_replicas', 'status', 'target_replicas', 'total_replicas']);
           expect(item.created_at).toMatch(ISO_Z);
+          expect(item.container_image).toBe('nginx:1.27');
           seen.push(item.deployment_id as string);
         }
         cursor = body.next_cursor;

@@ -7,6 +7,7 @@ export interface DeploymentListItem {
   readonly id: string;
   readonly name: string;
   readonly status: DeploymentStatus;
+  readonly containerImage: string;
   readonly targetReplicas: number;
   readonly counts: ReplicaCounts;
   readonly createdAt: Date;
@@ -41,6 +42,7 @@ interface Row {
   id: string;
   name: string;
   status: DeploymentStatus;
+  container_image: string;
   target_replicas: number;
   created_at: Date;
   created_us: string;
@@ -65,7 +67,7 @@ export async function listDeploymentPages(db: Kysely<Tables>, keys: readonly Pag
                 ${keys.map((k) => k.after?.createdAtMicros.toString() ?? END.micros)}::bigint[],
                 ${keys.map((k) => k.after?.id ?? END.id)}::uuid[]) WITH ORDINALITY AS k(user_id, lim, after_us, after_id, n)
     CROSS JOIN LATERAL (
-      SELECT d.id, d.name, d.status, d.target_replicas, d.created_at,
+      SELECT d.id, d.name, d.status, d.container_image, d.target_replicas, d.created_at,
              (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us,
              c.considered, c.running, c.failed
       FROM deployments d
@@ -95,6 +97,7 @@ function pageOf(found: readonly Row[], limit: number): DeploymentPage {
       id: r.id,
       name: r.name,
       status: r.status,
+      containerImage: r.container_image,
       targetReplicas: r.target_replicas,
       counts: { considered: r.considered, running: r.running, failed: r.failed },
       createdAt: r.created_at,

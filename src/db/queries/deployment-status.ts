@@ -13,6 +13,8 @@ export interface HistoryEntry {
 export interface ReplicaSummary {
   readonly id: string;
   readonly nodeId: string | null;
+  /** The node's name, for people reading the status (ids are for programs). */
+  readonly nodeName: string | null;
   readonly status: ReplicaStatus;
   readonly containerId: string | null;
   readonly startedAt: Date | null;
@@ -23,6 +25,7 @@ export interface DeploymentStatusRecord {
   readonly id: string;
   readonly name: string;
   readonly status: DeploymentStatus;
+  readonly containerImage: string;
   readonly targetReplicas: number;
   readonly resources: Resources;
   readonly counts: ReplicaCounts;
@@ -41,6 +44,7 @@ interface HeadRow {
   id: string;
   name: string;
   status: DeploymentStatus;
+  container_image: string;
   target_replicas: number;
   created_at: Date;
   updated_at: Date;
@@ -58,6 +62,7 @@ interface HeadRow {
 interface ReplicaJson {
   id: string;
   node_id: string | null;
+  node_name: string | null;
   status: ReplicaStatus;
   container_id: string | null;
   started_at: string | null;
@@ -82,7 +87,7 @@ export const statusKeyOf = (key: StatusKey): string => `${key.userId}/${key.id}`
 export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, DeploymentStatusRecord>> {
   if (keys.length === 0) return new Map();
   const { rows } = await sql<HeadRow & { user_id: string }>`
-    SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at,
+    SELECT d.id, d.user_id, d.name, d.status, d.container_image, d.target_replicas, d.created_at, d.updated_at,
            res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb,
            c.considered, c.running, c.failed, h.history, rl.replicas
     FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
@@ -105,7 +110,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
     ) h ON true
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
-               'id', r.id, 'node_id', r.node_id, 'status', r.status, 'container_id', r.container_id,
+               'id', r.id, 'node_id', r.node_id, 'node_name', n.name, 'status', r.status, 'container_id', r.container_id,
                'started_at', ${isoUtc('r.started_at')}, 'stopped_at', ${isoUtc('r.stopped_at')}
              ) ORDER BY r.grp, CASE WHEN r.grp = 0 THEN r.at END ASC, CASE WHEN r.grp = 1 THEN r.at END DESC, r.id), '[]'::json) AS replicas
       FROM (
@@ -119,6 +124,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
          ORDER BY updated_at DESC, id DESC
          LIMIT ${RECENT_TERMINAL_REPLICAS})
       ) r
+      LEFT JOIN nodes n ON n.id = r.node_id
     ) rl ON true
   `.execute(db);
   return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), recordOf(row)]));
@@ -129,6 +135,7 @@ function recordOf(row: HeadRow): DeploymentStatusRecord {
     id: row.id,
     name: row.name,
     status: row.status,
+    containerImage: row.container_image,
     targetReplicas: row.target_replicas,
     resources: {
       cpuCores: row.cpu_cores ?? 0,
@@ -140,6 +147,7 @@ function recordOf(row: HeadRow): DeploymentStatusRecord {
     replicas: row.replicas.map((r) => ({
       id: r.id,
       nodeId: r.node_id,
+      nodeName: r.node_name,
       status: r.status,
       containerId: r.container_id,
       startedAt: r.started_at === null ? null : new Date(r.started_at),
