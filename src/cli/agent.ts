@@ -1,26 +1,11 @@
-import { parseArgs } from 'node:util';
-import { decodeJwt } from 'jose';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Config } from '../config.js';
 import { NODE_LIMITS } from '../domain/validation.js';
-import { parseDuration } from '../lib/duration.js';
 import type { Logger } from '../logger.js';
-import { startSimulatedNodes } from '../agent/simulator.js';
-import { createTokenMinter } from '../api/tokens.js';
+import { durationAtLeast, integerIn, usageError } from './arguments.js';
+import { serverContext, type Cli } from './io.js';
 import { resolveSigningSecret } from './token.js';
 import { waitForShutdown } from './signals.js';
-
-export const AGENT_USAGE = `usage: steady agent --simulate [options]
-
-  --simulate           run simulated node agents (the only runtime for now)
-  --api URL            the steady API (default http://127.0.0.1:$PORT)
-  --token T            a node token: runs one node, named after the token's sub;
-                       without it each node gets its own node token, signed with
-                       JWT_SECRET (or the dev data directory's secret)
-  --nodes N            how many nodes (default 1)
-  --name-prefix P      nodes are named P-1 … P-N (default sim-node)
-  --fail-rate P        fraction of starts that fail, 0 to 1 (default 0)
-  --start-delay D      how long a start takes (default 1s; ms, s, m)
-  --heartbeat D        between heartbeats (default 5s)`;
 
 export interface AgentArgs {
   readonly apiUrl: string;
@@ -33,78 +18,110 @@ export interface AgentArgs {
   readonly heartbeatMs: number;
 }
 
-export type ParsedAgentArgs = { readonly ok: true; readonly args: AgentArgs } | { readonly ok: false; readonly message: string; readonly help?: boolean };
+export type ParsedAgentArgs = { readonly ok: true; readonly args: AgentArgs } | { readonly ok: false; readonly message: string };
 
-/** Parses and checks `steady agent` arguments; pure, so the deploy tests can run compose's command through it. */
-export function parseAgentArgs(argv: readonly string[], defaultApiUrl = 'http://127.0.0.1:8080'): ParsedAgentArgs {
-  let values: Record<string, string | boolean | undefined>;
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: {
-        simulate: { type: 'boolean' },
-        api: { type: 'string' },
-        token: { type: 'string' },
-        nodes: { type: 'string' },
-        'name-prefix': { type: 'string' },
-        'fail-rate': { type: 'string' },
-        'start-delay': { type: 'string' },
-        heartbeat: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    return { ok: false, message: err instanceof Error ? err.message : String(err) };
-  }
-  if (values.help) return { ok: false, message: '', help: true };
-  if (!values.simulate) return { ok: false, message: '--simulate is required: simulated nodes are the only runtime so far' };
+interface AgentOptions {
+  simulate?: boolean;
+  api?: string;
+  token?: string;
+  nodes: number;
+  namePrefix?: string;
+  failRate: number;
+  startDelay: number;
+  heartbeat: number;
+}
 
-  const apiUrl = (values.api as string | undefined) ?? defaultApiUrl;
+/** The options of `steady agent`, on `command`; the same definition parses for the CLI and for parseAgentArgs. */
+function defineAgentOptions(command: Command): Command {
+  return command
+    .summary('simulated node agents')
+    .description('Runs simulated node agents against the steady API until SIGTERM or SIGINT.')
+    .option('--simulate', 'run simulated node agents (the only runtime for now)')
+    .option('--api <url>', 'the steady API (default http://127.0.0.1:$PORT)')
+    .option('--token <token>', "a node token: runs one node, named after the token's sub; without it each node gets its own node token, signed with JWT_SECRET (or the dev data directory's secret)")
+    .option('--nodes <n>', 'how many nodes', integerIn(1, 1000), 1)
+    .option('--name-prefix <prefix>', 'nodes are named PREFIX-1 … PREFIX-N (default sim-node)')
+    .option('--fail-rate <p>', 'fraction of starts that fail, 0 to 1', fraction, 0)
+    .addOption(new Option('--start-delay <duration>', 'how long a start takes (ms, s, m)').argParser(durationAtLeast(0, '500ms or 2s')).default(1_000, '1s'))
+    .addOption(new Option('--heartbeat <duration>', 'between heartbeats').argParser(durationAtLeast(10, '5s (at least 10ms)')).default(5_000, '5s'));
+}
+
+function fraction(text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number from 0 to 1');
+  return n;
+}
+
+/** The checks commander cannot make alone: a value for either a success or a usage message. */
+function checkAgentOptions(options: AgentOptions, defaultApiUrl: string): ParsedAgentArgs {
+  if (!options.simulate) return { ok: false, message: '--simulate is required: simulated nodes are the only runtime so far' };
+  const apiUrl = options.api ?? defaultApiUrl;
   if (!/^https?:\/\/[^/]/.test(apiUrl) || !URL.canParse(apiUrl)) return { ok: false, message: `--api: expected an http(s) URL, got ${JSON.stringify(apiUrl)}` };
-  const nodesText = (values.nodes as string | undefined) ?? '1';
-  const nodes = Number(nodesText);
-  if (!/^\d+$/.test(nodesText) || nodes < 1 || nodes > 1000) return { ok: false, message: `--nodes: expected an integer from 1 to 1000, got ${JSON.stringify(nodesText)}` };
-  const namePrefix = (values['name-prefix'] as string | undefined) ?? 'sim-node';
+  const namePrefix = options.namePrefix ?? 'sim-node';
   // Room for "-N" within the API's node name limit.
   if (namePrefix.length > NODE_LIMITS.name.max - 5 || !NODE_LIMITS.name.pattern.test(namePrefix)) {
     return { ok: false, message: `--name-prefix: 1-${NODE_LIMITS.name.max - 5} letters, digits, ".", "-" or "_"` };
   }
-  const failText = (values['fail-rate'] as string | undefined) ?? '0';
-  const failRate = Number(failText);
-  if (failText.trim() === '' || !Number.isFinite(failRate) || failRate < 0 || failRate > 1) {
-    return { ok: false, message: `--fail-rate: expected a number from 0 to 1, got ${JSON.stringify(failText)}` };
-  }
-  const startDelayMs = parseDuration((values['start-delay'] as string | undefined) ?? '1s');
-  if (startDelayMs === null) return { ok: false, message: `--start-delay: expected a duration such as 500ms or 2s, got ${JSON.stringify(values['start-delay'])}` };
-  const heartbeatMs = parseDuration((values.heartbeat as string | undefined) ?? '5s');
-  if (heartbeatMs === null || heartbeatMs < 10) return { ok: false, message: `--heartbeat: expected a duration of at least 10ms such as 5s, got ${JSON.stringify(values.heartbeat)}` };
-  const token = (values.token as string | undefined)?.trim() || null;
+  const token = options.token?.trim() || null;
   return {
     ok: true,
-    args: { apiUrl, token, nodes, namePrefix, namePrefixGiven: values['name-prefix'] !== undefined, failRate, startDelayMs, heartbeatMs },
+    args: {
+      apiUrl,
+      token,
+      nodes: options.nodes,
+      namePrefix,
+      namePrefixGiven: options.namePrefix !== undefined,
+      failRate: options.failRate,
+      startDelayMs: options.startDelay,
+      heartbeatMs: options.heartbeat,
+    },
   };
+}
+
+/** Parses and checks `steady agent` arguments without running anything, so the deploy tests can check compose's command. */
+export function parseAgentArgs(argv: readonly string[], defaultApiUrl = 'http://127.0.0.1:8080'): ParsedAgentArgs {
+  let message = '';
+  const command = defineAgentOptions(new Command('agent'))
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: (text) => void (message += text) });
+  try {
+    command.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) return { ok: false, message: message.trim() || err.message };
+    throw err;
+  }
+  return checkAgentOptions(command.opts<AgentOptions>(), defaultApiUrl);
+}
+
+/** `steady agent --simulate …`. */
+export function addAgentCommand(program: Command, cli: Cli): Command {
+  return defineAgentOptions(program.command('agent')).action(async (options: AgentOptions, command: Command) => {
+    const { config, logger } = await serverContext(cli);
+    const parsed = checkAgentOptions(options, `http://127.0.0.1:${config.port}`);
+    if (!parsed.ok) usageError(command, parsed.message);
+    cli.exitCode = await runAgent(parsed.args, config, logger, { signal: cli.signal, onUsageError: (message) => usageError(command, message) });
+  });
 }
 
 export interface RunAgentOptions {
   /** Stops the agents like SIGTERM does; for tests that run the command in-process. */
   readonly signal?: AbortSignal;
+  /** Reports a usage error; by default the message goes to stderr and the exit code is 2. */
+  readonly onUsageError?: (message: string) => void;
 }
 
-/** `steady agent --simulate …`: runs until SIGTERM or SIGINT, then stops cleanly; returns the exit code. */
-export async function runAgent(argv: readonly string[], config: Config, logger: Logger, options: RunAgentOptions = {}): Promise<number> {
-  const parsed = parseAgentArgs(argv, `http://127.0.0.1:${config.port}`);
-  if (!parsed.ok) {
-    if (parsed.help) {
-      process.stdout.write(`${AGENT_USAGE}\n`);
-      return 0;
-    }
-    return usageError(parsed.message);
+/** Runs simulated agents until SIGTERM or SIGINT, then stops cleanly; returns the exit code. */
+export async function runAgent(args: AgentArgs, config: Config, logger: Logger, options: RunAgentOptions = {}): Promise<number> {
+  const [{ startSimulatedNodes }, { createTokenMinter }, { decodeJwt }] = await Promise.all([
+    import('../agent/simulator.js'),
+    import('../api/tokens.js'),
+    import('jose'),
+  ]);
+  const credentials = chooseCredentials(args, config, { createTokenMinter, decodeJwt });
+  if ('error' in credentials) {
+    (options.onUsageError ?? ((message) => void process.stderr.write(`steady agent: ${message}\n`)))(credentials.error);
+    return 2;
   }
-  const args = parsed.args;
-  const credentials = chooseCredentials(args, config);
-  if ('error' in credentials) return usageError(credentials.error);
 
   const simulation = startSimulatedNodes({
     apiUrl: args.apiUrl,
@@ -136,7 +153,11 @@ type Credentials =
     };
 
 /** An explicit --token runs the one node it names; otherwise each node gets a node token signed with the secret the API verifies. */
-function chooseCredentials(args: AgentArgs, config: Config): Credentials {
+function chooseCredentials(
+  args: AgentArgs,
+  config: Config,
+  { createTokenMinter, decodeJwt }: { createTokenMinter: typeof import('../api/tokens.js').createTokenMinter; decodeJwt: typeof import('jose').decodeJwt },
+): Credentials {
   const prefixed = Array.from({ length: args.nodes }, (_, i) => `${args.namePrefix}-${i + 1}`);
   if (args.token !== null) {
     // The API answers heartbeats and reports only for a `node` token whose sub is the node's name
@@ -162,9 +183,4 @@ function chooseCredentials(args: AgentArgs, config: Config): Credentials {
   if ('error' in resolved) return { error: `--token is required: ${resolved.error}` };
   const mint = createTokenMinter(resolved.secret, { roles: ['node'], ttlSec: 3600, issuer: config.jwt.issuer, audience: config.jwt.audience });
   return { tokens: { tokenFor: mint }, names: prefixed, describe: `a node token per node, signed with ${resolved.source}` };
-}
-
-function usageError(message: string): number {
-  process.stderr.write(`steady agent: ${message}\n\n${AGENT_USAGE}\n`);
-  return 2;
 }

@@ -1,48 +1,37 @@
-import { parseArgs } from 'node:util';
-import { startSimulatedNodes } from '../agent/simulator.js';
-import { createTokenMinter, signToken } from '../api/tokens.js';
+import type { Command } from 'commander';
 import type { Config } from '../config.js';
-import { startDaemon } from '../daemon.js';
 import type { Logger } from '../logger.js';
+import { integerIn } from './arguments.js';
 import { readOrCreateDevSecret } from './dev-secret.js';
+import { serverContext, type Cli } from './io.js';
 import { shutdownWithin, waitForShutdown } from './signals.js';
 
-export const DEV_USAGE = `usage: steady dev [--nodes N] [--start-delay MS]
-
-Everything in one process, for trying steady out: the embedded database in STEADY_DATA_DIR
-(default ./.steady, migrated automatically), the API on http://HOST:PORT (default 127.0.0.1:8080),
-the controller, and N simulated nodes (default 3; 4 cores, 8192 MB, 0 GPU, 100 GB each).
-With DATABASE_URL set, that server is used instead of the embedded database.`;
-
 /** `steady dev`: like `nomad agent -dev`. Runs until SIGTERM/SIGINT. */
-export async function runDev(argv: readonly string[], baseConfig: Config, logger: Logger): Promise<number> {
-  let values: { nodes?: string; 'start-delay'?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...argv],
-      options: { nodes: { type: 'string' }, 'start-delay': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    process.stderr.write(`steady dev: ${(err as Error).message}\n\n${DEV_USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${DEV_USAGE}\n`);
-    return 0;
-  }
-  const nodes = Number(values.nodes ?? 3);
-  const startDelayMs = Number(values['start-delay'] ?? 1_000);
-  if (!Number.isInteger(nodes) || nodes < 0 || nodes > 1000) {
-    process.stderr.write(`steady dev: --nodes must be an integer from 0 to 1000, got ${JSON.stringify(values.nodes)}\n`);
-    return 2;
-  }
-  if (!Number.isInteger(startDelayMs) || startDelayMs < 0) {
-    process.stderr.write(`steady dev: --start-delay must be a non-negative integer (ms), got ${JSON.stringify(values['start-delay'])}\n`);
-    return 2;
-  }
+export function addDevCommand(program: Command, cli: Cli): Command {
+  return program
+    .command('dev')
+    .summary('everything in one process, embedded database, simulated nodes')
+    .description(
+      'Everything in one process, for trying steady out: the embedded database in STEADY_DATA_DIR (default ./.steady, migrated automatically), ' +
+        'the API on http://HOST:PORT (default 127.0.0.1:8080), the controller, and N simulated nodes (4 cores, 8192 MB, 0 GPU, 100 GB each). ' +
+        'With DATABASE_URL set, that server is used instead of the embedded database.',
+    )
+    .option('--nodes <n>', 'how many simulated nodes', integerIn(0, 1000), 3)
+    .option('--start-delay <ms>', 'how long a simulated start takes, in milliseconds', integerIn(0, Number.MAX_SAFE_INTEGER), 1_000)
+    .action(async (options: { nodes: number; startDelay: number }) => {
+      const { config, logger } = await serverContext(cli);
+      await runDev(options, config, logger, cli.signal);
+    });
+}
 
+async function runDev(options: { nodes: number; startDelay: number }, baseConfig: Config, logger: Logger, abort?: AbortSignal): Promise<void> {
+  const { nodes, startDelay: startDelayMs } = options;
+  // Loaded here, not at the top: the definition of every command is read for any `steady …`.
+  const [{ startDaemon }, { startSimulatedNodes }, { createTokenMinter, signToken }] = await Promise.all([
+    import('../daemon.js'),
+    import('../agent/simulator.js'),
+    import('../api/tokens.js'),
+  ]);
   // A generated secret is kept in the data directory, so tokens stay valid across restarts.
   const secret = baseConfig.jwt.secret ?? readOrCreateDevSecret(baseConfig.dataDir);
   const config: Config = Object.freeze({
@@ -68,7 +57,7 @@ export async function runDev(argv: readonly string[], baseConfig: Config, logger
   const token = await signToken(secret, { sub: 'demo', ttlSec: 30 * 24 * 3600 });
   process.stdout.write(banner(url, token, nodes, config));
 
-  const signal = await waitForShutdown();
+  const signal = await waitForShutdown(abort);
   logger.info({ signal }, 'shutting down');
   await shutdownWithin(10_000, async () => {
     await simulation?.stop();
@@ -76,7 +65,6 @@ export async function runDev(argv: readonly string[], baseConfig: Config, logger
   });
   logger.info('stopped');
   logger.flush();
-  return 0;
 }
 
 function banner(url: string, token: string, nodes: number, config: Config): string {

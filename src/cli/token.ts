@@ -1,18 +1,9 @@
-import { parseArgs } from 'node:util';
-import { signToken } from '../api/tokens.js';
-import type { Config } from '../config.js';
+import { Option, type Command } from 'commander';
+import { loadConfig, type Config } from '../config.js';
 import { NODE_LIMITS } from '../domain/validation.js';
-import { parseDuration } from '../lib/duration.js';
+import { collect, durationAtLeast, usageError } from './arguments.js';
 import { readDevSecret, readOrCreateDevSecret } from './dev-secret.js';
-
-export const TOKEN_USAGE = `usage: steady token --sub NAME [--role admin|node]... [--ttl 24h]
-
-  --sub NAME     the subject: a user, or for --role node the node's name
-  --role ROLE    admin or node; repeat it (or separate with commas) for both
-  --ttl DURATION how long the token is valid (default 24h; ms, s, m, h)
-
-Prints a JWT signed (HS256) with JWT_SECRET, or without it with the development
-secret in STEADY_DATA_DIR (created if needed).`;
+import type { Cli } from './io.js';
 
 export const TOKEN_ROLES = ['admin', 'node'] as const;
 export type TokenRole = (typeof TOKEN_ROLES)[number];
@@ -38,56 +29,41 @@ export function resolveSigningSecret(config: Config, mode: 'read' | 'create'): S
   return { secret, source: `${config.dataDir}/jwt-secret` };
 }
 
-/** `steady token --sub NAME [--role admin|node]... [--ttl 24h]`; returns the exit code. */
-export async function runToken(args: readonly string[], config: Config): Promise<number> {
-  let values: { sub?: string; role?: string[]; ttl?: string; help?: boolean };
-  try {
-    ({ values } = parseArgs({
-      args: [...args],
-      options: {
-        sub: { type: 'string' },
-        role: { type: 'string', multiple: true },
-        ttl: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }));
-  } catch (err) {
-    return usageError(err instanceof Error ? err.message : String(err));
-  }
-  if (values.help) {
-    process.stdout.write(`${TOKEN_USAGE}\n`);
-    return 0;
-  }
-  const sub = values.sub?.trim() ?? '';
-  if (sub === '') return usageError('--sub is required');
-  const roles = [...new Set((values.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== ''))];
-  const unknown = roles.filter((r) => !(TOKEN_ROLES as readonly string[]).includes(r));
-  if (unknown.length > 0) return usageError(`unknown role ${JSON.stringify(unknown[0])}; roles are ${TOKEN_ROLES.join(' and ')}`);
-  if (roles.includes('node') && !(sub.length <= NODE_LIMITS.name.max && NODE_LIMITS.name.pattern.test(sub))) {
-    return usageError(`with --role node, --sub is the node name: 1-${NODE_LIMITS.name.max} letters, digits, ".", "-" or "_"`);
-  }
-  const ttlMs = parseDuration(values.ttl ?? '24h');
-  if (ttlMs === null || ttlMs < 1000) return usageError(`--ttl: expected a duration of at least 1s such as 30m or 24h, got ${JSON.stringify(values.ttl)}`);
-
-  const resolved = resolveSigningSecret(config, 'create');
-  if ('error' in resolved) {
-    process.stderr.write(`steady token: ${resolved.error}\n`);
-    return 1;
-  }
-  const token = await signToken(resolved.secret, {
-    sub,
-    roles,
-    ttlSec: Math.floor(ttlMs / 1000),
-    issuer: config.jwt.issuer,
-    audience: config.jwt.audience,
-  });
-  process.stdout.write(`${token}\n`);
-  return 0;
-}
-
-function usageError(message: string): number {
-  process.stderr.write(`steady token: ${message}\n\n${TOKEN_USAGE}\n`);
-  return 2;
+/** `steady token --sub NAME [--role admin|node]... [--ttl 24h]`. */
+export function addTokenCommand(program: Command, cli: Cli): Command {
+  return program
+    .command('token')
+    .summary('print a JWT signed with JWT_SECRET')
+    .description(
+      'Prints a JWT signed (HS256) with JWT_SECRET, or without it with the development secret in STEADY_DATA_DIR (created if needed).',
+    )
+    .requiredOption('--sub <name>', "the subject: a user, or for --role node the node's name")
+    .option('--role <role>', 'admin or node; repeat it (or separate with commas) for both', collect)
+    .addOption(new Option('--ttl <duration>', 'how long the token is valid (ms, s, m, h)').argParser(durationAtLeast(1000, '30m or 24h')).default(86_400_000, '24h'))
+    .action(async (options: { sub: string; role?: string[]; ttl: number }, command: Command) => {
+      const sub = options.sub.trim();
+      if (sub === '') usageError(command, '--sub must not be empty');
+      const roles = [...new Set((options.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== ''))];
+      const unknown = roles.filter((r) => !(TOKEN_ROLES as readonly string[]).includes(r));
+      if (unknown.length > 0) usageError(command, `unknown role ${JSON.stringify(unknown[0])}; roles are ${TOKEN_ROLES.join(' and ')}`);
+      if (roles.includes('node') && !(sub.length <= NODE_LIMITS.name.max && NODE_LIMITS.name.pattern.test(sub))) {
+        usageError(command, `with --role node, --sub is the node name: 1-${NODE_LIMITS.name.max} letters, digits, ".", "-" or "_"`);
+      }
+      const config = loadConfig(cli.env);
+      const resolved = resolveSigningSecret(config, 'create');
+      if ('error' in resolved) {
+        cli.err(`steady token: ${resolved.error}\n`);
+        cli.exitCode = 1;
+        return;
+      }
+      const { signToken } = await import('../api/tokens.js');
+      const token = await signToken(resolved.secret, {
+        sub,
+        roles,
+        ttlSec: Math.floor(options.ttl / 1000),
+        issuer: config.jwt.issuer,
+        audience: config.jwt.audience,
+      });
+      cli.out(`${token}\n`);
+    });
 }

@@ -45,7 +45,7 @@ describe('steady migrate', () => {
   it('explains bad usage with exit code 2', async () => {
     const result = await runSteady(['migrate', 'sideways'], { DATABASE_URL: testDb.url! });
     expect(result.code).toBe(2);
-    expect(result.output).toContain('usage: steady migrate');
+    expect(result.output).toContain('Usage: steady migrate');
   });
 });
 

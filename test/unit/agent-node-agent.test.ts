@@ -11,7 +11,7 @@ import { AgentClient } from '../../src/agent/client.js';
 import { NodeAgent, retryDelayMs } from '../../src/agent/node-agent.js';
 import { SimulatedRuntime } from '../../src/agent/simulated-runtime.js';
 import { startSimulatedNodes } from '../../src/agent/simulator.js';
-import { runAgent } from '../../src/cli/agent.js';
+import { parseAgentArgs, runAgent } from '../../src/cli/agent.js';
 import { createTokenMinter } from '../../src/api/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
@@ -504,8 +504,10 @@ describe('steady agent (runAgent in-process)', () => {
     cleanups.push(() => api.close());
     const config = loadConfig({ JWT_SECRET: SECRET, STEADY_DATA_DIR: '/nonexistent' });
     const controller = new AbortController();
+    const parsed = parseAgentArgs(['--simulate', '--api', api.url, '--nodes', '2', '--name-prefix', 'cli', '--start-delay', '10ms', '--heartbeat', '20ms', '--fail-rate', '0']);
+    if (!parsed.ok) throw new Error(parsed.message);
     const exit = runAgent(
-      ['--simulate', '--api', api.url, '--nodes', '2', '--name-prefix', 'cli', '--start-delay', '10ms', '--heartbeat', '20ms', '--fail-rate', '0'],
+      parsed.args,
       config,
       pino({ level: 'silent' }),
       { signal: controller.signal },

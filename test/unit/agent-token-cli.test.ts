@@ -4,11 +4,11 @@ import path from 'node:path';
 import { decodeProtectedHeader, jwtVerify } from 'jose';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { parseAgentArgs, runAgent } from '../../src/cli/agent.js';
+import { parseAgentArgs, runAgent, type AgentArgs } from '../../src/cli/agent.js';
 import { devSecretPath, readDevSecret, readOrCreateDevSecret } from '../../src/cli/dev-secret.js';
 import { createTokenMinter, signToken } from '../../src/api/tokens.js';
-import { runToken } from '../../src/cli/token.js';
 import { loadConfig } from '../../src/config.js';
+import { runInProcess } from '../support/cli.js';
 
 const SECRET = 'another-test-secret-long-enough-for-hs256-xyz';
 let dir: string;
@@ -27,12 +27,34 @@ afterEach(() => {
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+/** `steady token ARGS` in-process with exactly the environment `env`; its output adds to stdout and stderr. */
+async function runToken(args: readonly string[], env: Record<string, string>): Promise<number> {
+  const run = await runInProcess(['token', ...args], { env });
+  stdout += run.stdout;
+  stderr += run.stderr;
+  return run.code;
+}
+
+/** `steady agent ARGS` in-process, with only the test's data directory in its environment. */
+async function runAgentCli(args: readonly string[]): Promise<number> {
+  const run = await runInProcess(['agent', ...args], { env: { STEADY_DATA_DIR: dir, LOG_LEVEL: 'silent' } });
+  stdout += run.stdout;
+  stderr += run.stderr;
+  return run.code;
+}
+
+function agentArgs(argv: readonly string[]): AgentArgs {
+  const parsed = parseAgentArgs(argv);
+  if (!parsed.ok) throw new Error(parsed.message);
+  return parsed.args;
+}
+
 const key = (secret: string) => new TextEncoder().encode(secret);
 
 describe('steady token', () => {
   it('prints an HS256 JWT with sub, roles, iat and exp that jose verifies with JWT_SECRET', async () => {
-    const config = loadConfig({ JWT_SECRET: SECRET, STEADY_DATA_DIR: dir });
-    expect(await runToken(['--sub', 'alice', '--role', 'admin', '--role', 'node', '--ttl', '1h'], config)).toBe(0);
+    const env = { JWT_SECRET: SECRET, STEADY_DATA_DIR: dir };
+    expect(await runToken(['--sub', 'alice', '--role', 'admin', '--role', 'node', '--ttl', '1h'], env)).toBe(0);
     const token = stdout.trim();
     expect(token.split('.')).toHaveLength(3);
     expect(decodeProtectedHeader(token)).toEqual({ alg: 'HS256', typ: 'JWT' });
@@ -45,47 +67,47 @@ describe('steady token', () => {
   });
 
   it('defaults to no roles and 24 h, accepts comma-separated roles, and carries iss/aud when the API checks them', async () => {
-    const config = loadConfig({ JWT_SECRET: SECRET, JWT_ISSUER: 'https://id.example', JWT_AUDIENCE: 'steady' });
-    expect(await runToken(['--sub', 'bob'], config)).toBe(0);
+    const env = { JWT_SECRET: SECRET, JWT_ISSUER: 'https://id.example', JWT_AUDIENCE: 'steady' };
+    expect(await runToken(['--sub', 'bob'], env)).toBe(0);
     const plain = await jwtVerify(stdout.trim(), key(SECRET), { issuer: 'https://id.example', audience: 'steady' });
     expect(plain.payload.roles).toEqual([]);
     expect(plain.payload.exp! - plain.payload.iat!).toBe(86_400);
     stdout = '';
-    expect(await runToken(['--sub', 'n1', '--role', 'node,admin'], config)).toBe(0);
+    expect(await runToken(['--sub', 'n1', '--role', 'node,admin'], env)).toBe(0);
     expect((await jwtVerify(stdout.trim(), key(SECRET))).payload.roles).toEqual(['node', 'admin']);
   });
 
   it('without JWT_SECRET signs with the dev data directory secret, created once with mode 0600', async () => {
-    const config = loadConfig({ STEADY_DATA_DIR: path.join(dir, 'data') });
-    expect(await runToken(['--sub', 'dev'], config)).toBe(0);
+    const env = { STEADY_DATA_DIR: path.join(dir, 'data') };
+    expect(await runToken(['--sub', 'dev'], env)).toBe(0);
     const secret = readDevSecret(path.join(dir, 'data'));
     expect(secret).toMatch(/^[A-Za-z0-9_-]{64}$/);
     expect(fs.statSync(devSecretPath(path.join(dir, 'data'))).mode & 0o777).toBe(0o600);
     await jwtVerify(stdout.trim(), key(secret!));
     stdout = '';
-    expect(await runToken(['--sub', 'dev'], config)).toBe(0);
+    expect(await runToken(['--sub', 'dev'], env)).toBe(0);
     expect(readDevSecret(path.join(dir, 'data'))).toBe(secret);
     await jwtVerify(stdout.trim(), key(secret!));
   });
 
   it('refuses, with a message, when only DATABASE_URL or a JWKS is configured', async () => {
-    expect(await runToken(['--sub', 'x'], loadConfig({ DATABASE_URL: 'postgres://db/steady', STEADY_DATA_DIR: dir }))).toBe(1);
+    expect(await runToken(['--sub', 'x'], { DATABASE_URL: 'postgres://db/steady', STEADY_DATA_DIR: dir })).toBe(1);
     expect(stderr).toContain('JWT_SECRET is not set');
-    expect(await runToken(['--sub', 'x'], loadConfig({ JWT_JWKS_URL: 'https://id.example/jwks', STEADY_DATA_DIR: dir }))).toBe(1);
+    expect(await runToken(['--sub', 'x'], { JWT_JWKS_URL: 'https://id.example/jwks', STEADY_DATA_DIR: dir })).toBe(1);
     expect(stderr).toContain('identity provider');
     expect(stdout).toBe('');
   });
 
   it.each([
-    [[], '--sub is required'],
+    [[], "required option '--sub <name>' not specified"],
     [['--sub', 'a', '--role', 'root'], 'unknown role "root"'],
     [['--sub', 'a', '--ttl', 'forever'], '--ttl'],
-    [['--sub', 'a', '--colour'], "Unknown option '--colour'"],
+    [['--sub', 'a', '--colour'], "unknown option '--colour'"],
     [['--sub', 'bad name', '--role', 'node'], 'node name'],
   ])('exits 2 with usage for %j', async (args, message) => {
-    expect(await runToken(args, loadConfig({ JWT_SECRET: SECRET }))).toBe(2);
+    expect(await runToken(args, { JWT_SECRET: SECRET })).toBe(2);
     expect(stderr).toContain(message);
-    expect(stderr).toContain('usage: steady token');
+    expect(stderr).toContain('Usage: steady token');
   });
 });
 
@@ -133,7 +155,7 @@ describe('steady agent arguments', () => {
     [['--simulate', '--start-delay', 'soon'], '--start-delay'],
     [['--simulate', '--heartbeat', '0'], '--heartbeat'],
     [['--simulate', '--name-prefix', 'a b'], '--name-prefix'],
-    [['--simulate', 'extra'], 'positional'],
+    [['--simulate', 'extra'], 'too many arguments'],
   ])('rejects %j', (args, message) => {
     const parsed = parseAgentArgs(args);
     expect(parsed.ok).toBe(false);
@@ -141,19 +163,18 @@ describe('steady agent arguments', () => {
   });
 
   it('exits 2 when no token can be had, or a node token is stretched over several nodes', async () => {
-    const logger = pino({ level: 'silent' });
-    expect(await runAgent(['--simulate'], loadConfig({ STEADY_DATA_DIR: dir }), logger)).toBe(2);
+    expect(await runAgentCli(['--simulate'])).toBe(2);
     expect(stderr).toContain('--token is required');
     const nodeToken = await signToken(SECRET, { sub: 'n1', roles: ['node'], ttlSec: 60 });
-    expect(await runAgent(['--simulate', '--token', nodeToken, '--nodes', '2'], loadConfig({ STEADY_DATA_DIR: dir }), logger)).toBe(2);
+    expect(await runAgentCli(['--simulate', '--token', nodeToken, '--nodes', '2'])).toBe(2);
     expect(stderr).toContain('node token for "n1" only');
     for (const roles of [[], ['admin']]) {
       stderr = '';
       const token = await signToken(SECRET, { sub: 'u', roles, ttlSec: 60 });
-      expect(await runAgent(['--simulate', '--token', token], loadConfig({ STEADY_DATA_DIR: dir }), logger)).toBe(2);
+      expect(await runAgentCli(['--simulate', '--token', token])).toBe(2);
       expect(stderr).toContain('--token must be a node token');
     }
-    expect(await runAgent(['--simulate', '--token', 'garbage'], loadConfig({ STEADY_DATA_DIR: dir }), logger)).toBe(2);
+    expect(await runAgentCli(['--simulate', '--token', 'garbage'])).toBe(2);
     expect(stderr).toContain('not a JWT');
   });
 
@@ -164,7 +185,7 @@ describe('steady agent arguments', () => {
     const controller = new AbortController();
     controller.abort();
     // Nothing listens on port 9: the agent never registers, and stop must still be prompt.
-    const code = await runAgent(['--simulate', '--token', nodeToken, '--api', 'http://127.0.0.1:9'], loadConfig({ STEADY_DATA_DIR: dir }), logger, {
+    const code = await runAgent(agentArgs(['--simulate', '--token', nodeToken, '--api', 'http://127.0.0.1:9']), loadConfig({ STEADY_DATA_DIR: dir }), logger, {
       signal: controller.signal,
     });
     expect(code).toBe(0);
