@@ -61,6 +61,12 @@ export const ListQuery = z.strictObject({
     .max(200)
     .optional()
     .openapi({ param: { name: 'cursor', in: 'query' }, description: 'next_cursor of the previous page (opaque)' }),
+  name: z
+    .string()
+    .min(1)
+    .max(D.name.max)
+    .optional()
+    .openapi({ param: { name: 'name', in: 'query' }, description: 'only the live deployment with this name (names are unique per user)' }),
 });
 
 const Health = z.enum(['healthy', 'degraded', 'unhealthy']);

@@ -314,6 +314,27 @@ describeBackends('API deployments', (t, backend) => {
       });
     });
 
+    it('with ?name= answers only the caller\'s live deployment of that name, with its counts', async () => {
+      const erin = await userToken('erin');
+      const frank = await userToken('frank');
+      const gone = await deploy(erin, 'named');
+      await api.call('DELETE', `/api/deployment/${gone.deployment_id}`, { token: erin });
+      const live = await deploy(erin, 'named');
+      await deploy(erin, 'named-too');
+      await deploy(frank, 'named');
+      await insertReplicas(live.deployment_id, ['running', 'pending']);
+      const named = async (token: string, name: string) =>
+        (await (await api.call('GET', `/api/deployment/list?name=${encodeURIComponent(name)}`, { token })).json()) as { items: Record<string, unknown>[]; next_cursor: null };
+      expect(await named(erin, 'named')).toEqual({
+        items: [expect.objectContaining({ deployment_id: live.deployment_id, name: 'named', running_replicas: 1, total_replicas: 2 })],
+        next_cursor: null,
+      });
+      expect(await named(erin, 'nam')).toEqual({ items: [], next_cursor: null });
+      expect(await named(erin, "x' OR '1'='1")).toEqual({ items: [], next_cursor: null });
+      expect((await api.call('GET', `/api/deployment/list?name=`, { token: erin })).status).toBe(422);
+      expect((await api.call('GET', `/api/deployment/list?name=${'a'.repeat(101)}`, { token: erin })).status).toBe(422);
+    });
+
     it('422s a bad limit or cursor', async () => {
       for (const query of ['limit=0', 'limit=101', 'limit=abc', 'limit=2.5', 'cursor=%24%24%24', 'cursor=dGhpcyBpcyBub3Q', 'cursor=djE6OTk5OTk5OTk5OTk5OTk5OTk5OTk6eA', 'unknown=1']) {
         const res = await api.call('GET', `/api/deployment/list?${query}`, { token: alice });

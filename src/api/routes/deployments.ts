@@ -7,7 +7,7 @@ import {
   startDeployment,
   stopDeployment,
 } from '../../db/queries/deployment-commands.js';
-import { listDeploymentPages, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
+import { listDeploymentPages, listDeploymentsNamed, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
 import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
 import { Coalescer } from '../../lib/coalescer.js';
@@ -60,7 +60,7 @@ const list = createRoute({
   path: '/api/deployment/list',
   tags,
   security: BEARER,
-  summary: "The caller's deployments, newest first, keyset-paginated",
+  summary: "The caller's deployments, newest first, keyset-paginated; with ?name=, the live one of that name (or none)",
   middleware: [requireUser] as const,
   request: { query: ListQuery },
   responses: { 200: jsonContent(DeploymentListSchema, 'One page'), ...errorResponses(401, 403, 422) },
@@ -159,7 +159,8 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const query = c.req.valid('query');
       const after = query.cursor === undefined ? null : decodeCursor(query.cursor);
       const userId = await users.idOf(c.get('principal'));
-      const page = (await pages.get({ userId, limit: query.limit, after }))!;
+      // A name matches at most one live deployment: one page, whatever the cursor.
+      const page = query.name !== undefined ? await listDeploymentsNamed(db, userId, query.name) : (await pages.get({ userId, limit: query.limit, after }))!;
       return c.json({ items: page.items.map(deploymentListItemJson), next_cursor: page.next ? encodeCursor(page.next) : null }, 200);
     },
     hook,

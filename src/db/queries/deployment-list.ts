@@ -51,6 +51,10 @@ interface Row {
   failed: number;
 }
 
+/** A list item's columns, over `deployments d` and the replica counts `c`. */
+const ITEM_COLUMNS = sql`d.id, d.name, d.status, d.container_image, d.target_replicas, d.created_at,
+  (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us, c.considered, c.running, c.failed`;
+
 // No cursor = a position after every row (keyset with a sentinel, so each page is the same index range scan).
 const END = { micros: '9223372036854775807', id: 'ffffffff-ffff-ffff-ffff-ffffffffffff' };
 
@@ -67,9 +71,7 @@ export async function listDeploymentPages(db: Kysely<Tables>, keys: readonly Pag
                 ${keys.map((k) => k.after?.createdAtMicros.toString() ?? END.micros)}::bigint[],
                 ${keys.map((k) => k.after?.id ?? END.id)}::uuid[]) WITH ORDINALITY AS k(user_id, lim, after_us, after_id, n)
     CROSS JOIN LATERAL (
-      SELECT d.id, d.name, d.status, d.container_image, d.target_replicas, d.created_at,
-             (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us,
-             c.considered, c.running, c.failed
+      SELECT ${ITEM_COLUMNS}
       FROM deployments d
       ${replicaCountsLateral()}
       WHERE d.user_id = k.user_id AND d.deleted_at IS NULL
@@ -87,6 +89,20 @@ export async function listDeploymentPages(db: Kysely<Tables>, keys: readonly Pag
     else byKey.set(row.n, [row]);
   }
   return new Map(keys.map((key, i) => [pageKeyOf(key), pageOf(byKey.get(String(i + 1)) ?? [], key.limit)]));
+}
+
+/**
+ * The user's live deployment named `name`, as a one-item page (or an empty one): names are unique
+ * among a user's live deployments, so this is one probe of idx_deployments_user_name_unique.
+ */
+export async function listDeploymentsNamed(db: Kysely<Tables>, userId: string, name: string): Promise<DeploymentPage> {
+  const { rows } = await sql<Row>`
+    SELECT '1' AS n, ${ITEM_COLUMNS}
+    FROM deployments d
+    ${replicaCountsLateral()}
+    WHERE d.user_id = ${userId} AND d.name = ${name} AND d.deleted_at IS NULL
+  `.execute(db);
+  return pageOf(rows, 1);
 }
 
 function pageOf(found: readonly Row[], limit: number): DeploymentPage {
