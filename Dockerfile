@@ -4,7 +4,8 @@
 #   docker run --rm -p 8080:8080 -e DATABASE_URL=... -e JWT_SECRET=... steady:latest serve
 ARG NODE_IMAGE=node:22-bookworm-slim
 
-# 1. Build: every dependency (TypeScript included), compile src/ to dist/.
+# 1. Build: every dependency (TypeScript included), compile src/ to dist/ and bundle the dashboard
+#    (src/ui/app/) into dist/ui/static/, which the API serves at /.
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./

@@ -7,6 +7,8 @@ import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from '.
 import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
 import { NODE_RATE_FACTOR, rateLimit, TokenBuckets } from './rate-limit.js';
 import { requestLog } from './request-log.js';
+import { packagedDashboard, type DashboardSource } from '../ui/dashboard-source.js';
+import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerDeploymentRoutes } from './routes/deployments.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerOpsRoutes, type Readiness } from './routes/ops.js';
@@ -24,6 +26,8 @@ export interface AppOptions {
   readonly rateLimitCallers?: number;
   /** The rate limiter's clock, in ms, only ever moving forward; performance.now by default. */
   readonly rateLimitNow?: () => number;
+  /** The dashboard served at `/`; the package's (built on first request from a checkout) by default. */
+  readonly dashboard?: DashboardSource;
 }
 
 export type App = OpenAPIHono<ApiEnv>;
@@ -62,6 +66,7 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
   registerDeploymentRoutes(app, ctx, users);
   registerNodeRoutes(app, ctx);
   registerOpsRoutes(app, ctx, readiness, options.readinessTimeoutMs ?? 2_000);
+  registerDashboardRoutes(app, options.dashboard ?? packagedDashboard());
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', {
     type: 'http',

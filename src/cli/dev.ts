@@ -70,6 +70,7 @@ async function runDev(options: { nodes: number; startDelay: number }, baseConfig
 function banner(url: string, token: string, nodes: number, config: Config): string {
   return `
 steady dev is running
+  dashboard  ${url}/#token=${token}
   API        ${url}   (OpenAPI: ${url}/openapi.json)
   database   ${config.databaseUrl === null ? `embedded, in ${config.dataDir}` : 'DATABASE_URL'}
   nodes      ${nodes} simulated

@@ -1,0 +1,90 @@
+import { useState } from 'preact/hooks';
+import { Badge } from '../components/badge.js';
+import { Bar } from '../components/bar.js';
+import { ConfirmButton } from '../components/confirm-button.js';
+import { Problem } from '../components/problem.js';
+import { age } from '../format.js';
+import { ApiError } from '../http.js';
+import { useLiveData, useNow } from '../live-data.js';
+import { useSession } from '../session-context.js';
+import type { NodeOverview } from '../types.js';
+
+type NodeStatus = 'ready' | 'cordoned' | 'draining';
+
+/** Every node (admin): capacity against allocation, replica counts, cordon / uncordon / drain. */
+export function NodeList() {
+  const { request, isAdmin } = useSession();
+  const now = useNow();
+  const [actionError, setActionError] = useState<ApiError | null>(null);
+  const nodes = useLiveData(async () => (await request<{ items: NodeOverview[] }>('GET', '/api/nodes')).items, [], (e) => e.type === 'replica');
+  const setStatus = async (node: NodeOverview, status: NodeStatus) => {
+    setActionError(null);
+    try {
+      await request('PATCH', `/api/nodes/${node.node_id}`, { status });
+    } catch (err) {
+      setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
+    }
+    await nodes.reload();
+  };
+  if (!isAdmin) {
+    return (
+      <section>
+        <h1>Nodes</h1>
+        <p>Nodes are shown to tokens with the <code>admin</code> role.</p>
+      </section>
+    );
+  }
+  const sorted = [...(nodes.data ?? [])].sort((a, b) => a.name.localeCompare(b.name));
+  return (
+    <section aria-labelledby="nodes-title">
+      <div class="view-head">
+        <h1 id="nodes-title">Nodes</h1>
+        <button type="button" onClick={() => void nodes.reload()}>
+          Refresh
+        </button>
+      </div>
+      <Problem error={nodes.error ?? actionError} />
+      {nodes.data === undefined && !nodes.error && <p class="muted">Loading…</p>}
+      {nodes.data?.length === 0 && <p class="empty">No node has registered yet.</p>}
+      <ul class="nodes">
+        {sorted.map((n) => {
+          const counts = Object.entries(n.replica_counts).filter(([, count]) => count > 0);
+          return (
+            <li key={n.node_id} class="node" data-node={n.name}>
+              <div class="node-head">
+                <h2>{n.name}</h2>
+                <Badge value={n.status} />
+                <span class="muted">heartbeat {n.last_heartbeat_at ? `${age(n.last_heartbeat_at, now)} ago` : 'never'}</span>
+              </div>
+              <Bar label="CPU" used={n.allocated.cpu_cores} total={n.cpu_cores} unit="cores" />
+              <Bar label="Memory" used={n.allocated.memory_mb} total={n.memory_mb} unit="MB" />
+              {n.gpu_units > 0 && <Bar label="GPU" used={n.allocated.gpu_units} total={n.gpu_units} unit="units" />}
+              <Bar label="Storage" used={n.allocated.storage_gb} total={n.storage_gb} unit="GB" />
+              <p class="counts">
+                {counts.length === 0 ? <span class="muted">no replicas</span> : counts.map(([status, count]) => <span key={status}>{count} {status}</span>)}
+              </p>
+              <div class="buttons">
+                {n.status === 'ready' || n.status === 'not_ready' ? (
+                  <button type="button" onClick={() => void setStatus(n, 'cordoned')}>
+                    Cordon
+                  </button>
+                ) : (
+                  <button type="button" onClick={() => void setStatus(n, 'ready')}>
+                    Uncordon
+                  </button>
+                )}
+                <ConfirmButton
+                  label="Drain"
+                  danger
+                  disabled={n.status === 'draining'}
+                  question={`Drain ${n.name}? Its replicas are stopped and placed on other nodes.`}
+                  onConfirm={() => setStatus(n, 'draining')}
+                />
+              </div>
+            </li>
+          );
+        })}
+      </ul>
+    </section>
+  );
+}
