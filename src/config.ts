@@ -19,7 +19,16 @@ export interface Config {
   readonly logFormat: 'json' | 'pretty' | 'auto';
   readonly jwt: JwtConfig;
   readonly rateLimit: RateLimitConfig;
+  readonly events: EventsConfig;
   readonly controller: ControllerConfig;
+}
+
+/** The event stream (GET /api/events). */
+export interface EventsConfig {
+  /** How long events are kept; a client resuming from an older id gets `reset`. */
+  readonly retentionMs: number;
+  /** Open streams per caller (JWT `sub`) on each API process. */
+  readonly streamsPerCaller: number;
 }
 
 export interface JwtConfig {
@@ -113,6 +122,11 @@ export function loadConfig(env: Env = process.env, cwd: string = process.cwd()):
     rateLimit: {
       perSecond: read.integer('STEADY_RATE_LIMIT', 50, 0, 1_000_000),
       burst: read.integer('STEADY_RATE_BURST', 100, 1, 1_000_000),
+    },
+    // An hour, like Kubernetes' event TTL: enough to ride out a restart or a laptop's sleep.
+    events: {
+      retentionMs: read.duration('STEADY_EVENT_RETENTION', 3_600_000),
+      streamsPerCaller: read.integer('STEADY_EVENT_STREAMS', 10, 1, 10_000),
     },
     controller: {
       concurrency: read.integer('STEADY_CONCURRENCY', 8, 1, 256),

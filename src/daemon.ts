@@ -1,5 +1,5 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { createApp, type App } from './api/app.js';
+import { createApp, createEventHub, type App } from './api/app.js';
 import type { ApiEnv } from './api/auth.js';
 import { registerOpsRoutes } from './api/routes/ops.js';
 import { serveApi, type RunningServer } from './api/server.js';
@@ -33,7 +33,8 @@ export async function startDaemon(config: Config, logger: Logger, role: Role, op
       for (const s of steps) logger.info({ migration: `${s.version}_${s.name}`, duration_ms: Math.round(s.durationMs) }, 'applied migration');
     }
     const ctx: Context = { config, database, logger, metrics: createMetrics(), clock: systemClock };
-    const app: App = role === 'controller' ? opsOnlyApp(ctx) : createApp(ctx);
+    const events = role === 'controller' ? null : createEventHub(ctx);
+    const app: App = events === null ? opsOnlyApp(ctx) : createApp(ctx, { events });
     const server = await serveApi(app, { host: config.host, port: config.port });
     const controller = role === 'api' ? null : new Controller(ctx);
     await controller?.start();
@@ -43,7 +44,8 @@ export async function startDaemon(config: Config, logger: Logger, role: Role, op
       server,
       controller,
       async stop() {
-        await Promise.all([controller?.stop(), server.close()]);
+        // Event streams never end by themselves: close them first, so the server's close is quick.
+        await Promise.all([controller?.stop(), events?.close().then(() => server.close()) ?? server.close()]);
         await database.close();
       },
     };

@@ -5,11 +5,13 @@ import type { Context } from '../context.js';
 import { Migrator } from '../db/migrator.js';
 import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from './auth.js';
 import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
+import { EventHub } from './events/event-hub.js';
 import { NODE_RATE_FACTOR, rateLimit, TokenBuckets } from './rate-limit.js';
 import { requestLog } from './request-log.js';
 import { packagedDashboard, type DashboardSource } from '../ui/dashboard-source.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
 import { registerDeploymentRoutes } from './routes/deployments.js';
+import { registerEventRoutes } from './routes/events.js';
 import { registerNodeRoutes } from './routes/nodes.js';
 import { registerOpsRoutes, type Readiness } from './routes/ops.js';
 
@@ -28,6 +30,11 @@ export interface AppOptions {
   readonly rateLimitNow?: () => number;
   /** The dashboard served at `/`; the package's (built on first request from a checkout) by default. */
   readonly dashboard?: DashboardSource;
+  /**
+   * The event streams; one of its own by default. Whoever stops the server closes it first
+   * (open streams would hold the server's close until its deadline).
+   */
+  readonly events?: EventHub;
 }
 
 export type App = OpenAPIHono<ApiEnv>;
@@ -65,6 +72,8 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
 
   registerDeploymentRoutes(app, ctx, users);
   registerNodeRoutes(app, ctx);
+  const events = options.events ?? createEventHub(ctx);
+  registerEventRoutes(app, ctx, users, events);
   registerOpsRoutes(app, ctx, readiness, options.readinessTimeoutMs ?? 2_000);
   registerDashboardRoutes(app, options.dashboard ?? packagedDashboard());
 
@@ -83,4 +92,8 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
     },
   });
   return app;
+}
+
+export function createEventHub(ctx: Context): EventHub {
+  return new EventHub(ctx.database, { logger: ctx.logger, streamsPerCaller: ctx.config.events.streamsPerCaller });
 }

@@ -39,6 +39,15 @@ export class RateLimitedError extends DomainError {
   }
 }
 
+/** A caller already holds as many event streams on this process as it may (src/api/events/). */
+export class TooManyStreamsError extends DomainError {
+  readonly code = 'too_many_streams';
+  constructor(readonly limit: number) {
+    super(`at most ${limit} open event streams per caller; close one first`);
+    this.name = 'TooManyStreamsError';
+  }
+}
+
 const STATUS_OF: ReadonlyArray<readonly [new (...args: never[]) => DomainError, ContentfulStatusCode]> = [
   [NotFoundError, 404],
   [ConflictError, 409],
@@ -47,6 +56,7 @@ const STATUS_OF: ReadonlyArray<readonly [new (...args: never[]) => DomainError, 
   [ForbiddenError, 403],
   [UnavailableError, 503],
   [RateLimitedError, 429],
+  [TooManyStreamsError, 429],
 ];
 
 // What hono itself throws (body parsing, media type gate, body limit), by status.
@@ -73,6 +83,7 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
         if (domain instanceof UnauthorizedError) headers['WWW-Authenticate'] = 'Bearer realm="steady"';
         if (domain instanceof UnavailableError) headers['Retry-After'] = '1';
         if (domain instanceof RateLimitedError) headers['Retry-After'] = String(domain.retryAfterSec);
+        if (domain instanceof TooManyStreamsError) headers['Retry-After'] = '5';
         if (domain instanceof UnavailableError) logger.warn({ err: domain.cause ?? domain }, 'dependency unavailable');
         const details = domain instanceof ValidationError ? [...domain.issues] : undefined;
         return errorResponse(c, status, { error: { code: domain.code, message: domain.message, ...(details ? { details } : {}) } }, headers);

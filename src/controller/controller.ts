@@ -10,6 +10,7 @@ import {
   evictReplicasOfLostNodes,
   markSilentNodesNotReady,
 } from '../db/controller/sweeps.js';
+import { deleteExpiredEvents } from '../db/queries/events.js';
 import { REPLICA_STATUSES } from '../domain/types.js';
 import { CapacityWatch } from './capacity-watch.js';
 import { LeaderElection } from './leader-election.js';
@@ -242,6 +243,11 @@ class ActiveController {
       deleted = await deleteExpiredReplicas(this.ctx.database.db, this.ctx.config.controller.retentionMs, RETENTION_BATCH);
     }
     if (total > 0) this.ctx.logger.info({ replicas: total }, 'deleted terminal replica rows past retention');
+    let events = 0;
+    for (let deleted = RETENTION_BATCH; deleted === RETENTION_BATCH; events += deleted) {
+      deleted = await deleteExpiredEvents(this.ctx.database.db, this.ctx.config.events.retentionMs, RETENTION_BATCH);
+    }
+    if (events > 0) this.ctx.logger.info({ events }, 'deleted events past retention');
   }
 }
 

@@ -103,6 +103,7 @@ describeBackends('API operations', (t, backend) => {
         'PATCH /api/nodes/{id}',
         'POST /api/nodes/{id}/heartbeat',
         'POST /api/replicas/{id}/status',
+        'GET /api/events',
         'GET /healthz',
         'GET /readyz',
         'GET /metrics',

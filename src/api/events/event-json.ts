@@ -1,0 +1,42 @@
+import type { EventRecord } from '../../db/queries/events.js';
+import type { DeploymentStatus, ReplicaStatus } from '../../domain/types.js';
+import { healthOf } from '../views.js';
+
+/** An event's `data`, by its type (DESIGN.md section 8). */
+export function eventJson(e: EventRecord): Record<string, unknown> {
+  switch (e.kind) {
+    case 'deployment': {
+      const running = e.runningReplicas ?? 0;
+      const failed = e.failedReplicas ?? 0;
+      const target = e.targetReplicas ?? 0;
+      return {
+        deployment_id: e.deploymentId,
+        name: e.deploymentName,
+        status: e.status as DeploymentStatus,
+        // Health needs only these: with none running it is unhealthy whatever else there is.
+        health: healthOf({ considered: running + failed, running, failed }, target),
+        target_replicas: target,
+        running_replicas: running,
+      };
+    }
+    case 'history':
+      return {
+        deployment_id: e.deploymentId,
+        name: e.deploymentName,
+        old_status: e.history?.oldStatus ?? null,
+        new_status: e.history?.newStatus ?? null,
+        reason: e.history?.reason ?? null,
+        changed_at: e.history?.changedAt.toISOString() ?? null,
+      };
+    case 'replica':
+      return {
+        replica_id: e.replicaId,
+        deployment_id: e.deploymentId,
+        name: e.deploymentName,
+        status: e.status as ReplicaStatus,
+        node_id: e.nodeId,
+        node_name: e.nodeName,
+        reason: e.reason,
+      };
+  }
+}

@@ -1,0 +1,181 @@
+import { sql, type Kysely } from 'kysely';
+import type { Tables } from '../tables.js';
+
+type Db = Kysely<Tables>;
+
+/**
+ * The event log (migration 0005) as readers see it.
+ *
+ * Ids come from a sequence, which is not commit-ordered: a transaction may draw id 10, another id 11
+ * and commit first. A reader that went past 11 would never see 10. So readers only read up to a
+ * *horizon* known to be final, found in three steps (`openHorizon`, then `horizonState` until ripe):
+ *   1. h = the sequence's last_value: every id ≤ h has been handed out (CACHE 1);
+ *   2. x = a fresh xid of the reader's own, assigned after step 1. Every transaction holding an id
+ *      ≤ h drew it after taking its xid (the column default asks for the xid first), so before step 1,
+ *      so its xid is older than x;
+ *   3. once a snapshot's xmin is past x, every transaction older than x has committed or aborted, and
+ *      the rows with ids ≤ h are all there is and ever will be: readers may go up to h, and never
+ *      repeat or skip an id. Until then, they wait (a transaction left open delays the stream, never
+ *      breaks it).
+ * Writers pay nothing for this: no lock, no second write.
+ */
+
+export type EventKind = 'deployment' | 'history' | 'replica';
+
+/** One row of the log, with what it is shown with (owner, names, the history row). */
+export interface EventRecord {
+  readonly id: bigint;
+  readonly kind: EventKind;
+  readonly deploymentId: string;
+  /** The deployment's owner: who may see the event. */
+  readonly userId: string;
+  readonly deploymentName: string;
+  readonly replicaId: string | null;
+  readonly status: string | null;
+  readonly nodeId: string | null;
+  readonly nodeName: string | null;
+  readonly reason: string | null;
+  readonly targetReplicas: number | null;
+  readonly runningReplicas: number | null;
+  readonly failedReplicas: number | null;
+  readonly history: { readonly oldStatus: string; readonly newStatus: string; readonly reason: string | null; readonly changedAt: Date } | null;
+}
+
+export interface Horizon {
+  /** Every id up to this one has been handed out. */
+  readonly upTo: bigint;
+  /** The reader's xid, assigned after `upTo` was read. */
+  readonly xid: string;
+}
+
+/** The highest event id handed out so far (0 before the first). */
+export async function lastIssuedEventId(db: Db): Promise<bigint> {
+  const { rows } = await sql<{ id: string }>`
+    SELECT (CASE WHEN is_called THEN last_value ELSE last_value - 1 END)::text AS id FROM steady_events_id_seq`.execute(db);
+  return BigInt(rows[0]?.id ?? '0');
+}
+
+/** Steps 1 and 2: two statements, in this order (see above). */
+export async function openHorizon(db: Db, upTo?: bigint): Promise<Horizon> {
+  const h = upTo ?? (await lastIssuedEventId(db));
+  const { rows } = await sql<{ xid: string }>`SELECT pg_current_xact_id()::text AS xid`.execute(db);
+  return { upTo: h, xid: rows[0]!.xid };
+}
+
+export interface HorizonState {
+  /** Every transaction that could hold an id ≤ the horizon has finished. */
+  readonly ripe: boolean;
+  /** Retention has deleted every id up to this one. */
+  readonly deletedThrough: bigint;
+}
+
+/** Step 3, and retention's mark (a reader behind it has missed events). */
+export async function horizonState(db: Db, horizon: Horizon): Promise<HorizonState> {
+  const { rows } = await sql<{ ripe: boolean; deleted_through: string }>`
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) > ${horizon.xid}::xid8 AS ripe,
+           (SELECT deleted_through::text FROM steady_events_retention) AS deleted_through`.execute(db);
+  return { ripe: rows[0]!.ripe, deletedThrough: BigInt(rows[0]!.deleted_through) };
+}
+
+export interface EventFilter {
+  readonly userId?: string;
+  readonly deploymentId?: string;
+}
+
+export interface EventPage {
+  readonly events: EventRecord[];
+  /** Retention's mark, read in the same snapshot as the events. */
+  readonly deletedThrough: bigint;
+}
+
+/**
+ * Events with after < id ≤ upTo, oldest first, at most `limit`. `upTo` must be a ripe horizon.
+ * Events of deployments deleted for good (hard delete) are gone with them.
+ */
+export async function readEvents(db: Db, after: bigint, upTo: bigint, filter: EventFilter, limit: number): Promise<EventPage> {
+  // The events joined laterally to retention's one row: the mark and the page share one snapshot.
+  const { rows } = await sql<EventRow>`
+    SELECT r.deleted_through::text AS deleted_through, ev.*
+    FROM steady_events_retention r
+    LEFT JOIN LATERAL (
+      SELECT e.id::text AS id, e.kind::text AS kind, e.deployment_id, d.user_id, d.name AS deployment_name, e.subject_id,
+             e.status, e.node_id, n.name AS node_name, e.reason, e.target_replicas, e.running_replicas, e.failed_replicas,
+             h.old_status, h.new_status, h.reason AS history_reason, h.changed_at
+      FROM steady_events e
+      JOIN deployments d ON d.id = e.deployment_id
+      LEFT JOIN nodes n ON n.id = e.node_id
+      LEFT JOIN deployment_status_history h ON e.kind = 'history' AND h.id = e.subject_id
+      WHERE e.id > ${after.toString()}::bigint AND e.id <= ${upTo.toString()}::bigint
+        ${filter.userId === undefined ? sql`` : sql`AND d.user_id = ${filter.userId}`}
+        ${filter.deploymentId === undefined ? sql`` : sql`AND e.deployment_id = ${filter.deploymentId}`}
+      ORDER BY e.id
+      LIMIT ${limit}
+    ) ev ON true
+    ORDER BY ev.id::bigint`.execute(db);
+  const deletedThrough = BigInt(rows[0]?.deleted_through ?? '0');
+  return { events: rows.filter((r) => r.id !== null).map(toRecord), deletedThrough };
+}
+
+interface EventRow {
+  id: string | null;
+  kind: EventKind;
+  deployment_id: string;
+  user_id: string;
+  deployment_name: string;
+  subject_id: string | null;
+  status: string | null;
+  node_id: string | null;
+  node_name: string | null;
+  reason: string | null;
+  target_replicas: number | null;
+  running_replicas: number | null;
+  failed_replicas: number | null;
+  old_status: string | null;
+  new_status: string | null;
+  history_reason: string | null;
+  changed_at: Date | string | null;
+  deleted_through: string;
+}
+
+function toRecord(r: EventRow): EventRecord {
+  return {
+    id: BigInt(r.id!),
+    kind: r.kind,
+    deploymentId: r.deployment_id,
+    userId: r.user_id,
+    deploymentName: r.deployment_name,
+    replicaId: r.kind === 'replica' ? r.subject_id : null,
+    status: r.status,
+    nodeId: r.node_id,
+    nodeName: r.node_name,
+    reason: r.reason,
+    targetReplicas: r.target_replicas,
+    runningReplicas: r.running_replicas,
+    failedReplicas: r.failed_replicas,
+    history:
+      r.kind === 'history' && r.old_status !== null && r.new_status !== null && r.changed_at !== null
+        ? { oldStatus: r.old_status, newStatus: r.new_status, reason: r.history_reason, changedAt: new Date(r.changed_at) }
+        : null,
+  };
+}
+
+/**
+ * Deletes up to `batch` of the oldest events written before the retention window, and raises
+ * retention's mark to the highest id deleted, in one statement (one transaction).
+ */
+export async function deleteExpiredEvents(db: Db, retentionMs: number, batch: number): Promise<number> {
+  const { rows } = await sql<{ deleted: number }>`
+    WITH oldest AS (
+      SELECT id, created_at FROM steady_events ORDER BY id LIMIT ${batch}
+    ), gone AS (
+      DELETE FROM steady_events e USING oldest
+      WHERE e.id = oldest.id AND oldest.created_at < now() - make_interval(secs => ${retentionMs / 1000})
+      RETURNING e.id
+    ), mark AS (
+      UPDATE steady_events_retention SET deleted_through = greatest(deleted_through, (SELECT max(id) FROM gone))
+      WHERE EXISTS (SELECT 1 FROM gone)
+    )
+    SELECT count(*)::int AS deleted FROM gone`.execute(db);
+  return rows[0]?.deleted ?? 0;
+}
+
