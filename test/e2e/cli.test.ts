@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { TEST_JWT_SECRET } from '../support/context.js';
 import { runSteady, startSteady } from '../support/processes.js';
+import { SseReader } from '../support/sse.js';
 
 const tmpDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'steady-e2e-'));
 const NO_DB = { DATABASE_URL: undefined, JWT_SECRET: undefined };
@@ -74,6 +75,9 @@ describe('steady dev', () => {
     expect(health.status).toBe(200);
     const list = await fetch(`${url}/api/deployment/list`, { headers: { Authorization: `Bearer ${token}` } });
     expect(list.status).toBe(200);
+    // An open event stream does not hold the shutdown: it is ended cleanly first.
+    const events = new SseReader(await fetch(`${url}/api/events`, { headers: { Authorization: `Bearer ${token}` } }));
+    await events.until((r) => r.lastEventId !== null, 'the opening block of the event stream');
 
     const second = await runSteady(['dev'], env);
     expect(second.code).toBe(1);
@@ -83,6 +87,8 @@ describe('steady dev', () => {
     first.kill('SIGTERM');
     expect(await first.exited()).toBe(0);
     expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    await events.until((r) => r.ended !== null, 'the end of the event stream');
+    expect(events.ended).toBe('done');
     expect(fs.existsSync(path.join(dir, 'steady.lock'))).toBe(false);
 
     // A lock left by a process killed with SIGKILL names a pid that no longer exists.
@@ -115,6 +121,8 @@ describe('steady serve with simulated agents in their own processes', () => {
       try {
         const token = (await runSteady(['token', '--sub', 'e2e-user'], env)).output.trim();
         const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' };
+        const events = new SseReader(await fetch(`${url}/api/events`, { headers }));
+        await events.until((r) => r.lastEventId !== null, 'the opening block of the event stream');
         const created = await fetch(`${url}/api/deployment/deploy`, {
           method: 'POST',
           headers,
@@ -125,6 +133,10 @@ describe('steady serve with simulated agents in their own processes', () => {
         const status = async () => (await (await fetch(`${url}/api/deployment/status/${id}`, { headers })).json()) as { status: string; health: string };
         await expect.poll(async () => (await status()).status, { timeout: 20_000, interval: 200 }).toBe('running');
         expect((await status()).health).toBe('healthy');
+        // The agents' reports, through the API process, reach the stream: every replica running, and the deployment healthy.
+        await events.until((r) => r.data('replica').filter((e) => e.status === 'running').length === 3, 'three running replicas');
+        await events.until((r) => r.data('deployment').some((e) => e.health === 'healthy' && e.running_replicas === 3), 'a healthy deployment');
+        await events.close();
       } finally {
         agents.kill('SIGTERM');
         expect(await agents.exited()).toBe(0);

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEventHub } from '../../src/api/app.js';
@@ -219,7 +220,7 @@ describeBackends('GET /api/events', (t) => {
     let quickHub: EventHub;
     beforeAll(() => {
       const base = createTestApp(t().database, { STEADY_EVENT_STREAMS: '1' });
-      quickHub = new EventHub(t().database, { logger: base.ctx.logger, streamsPerCaller: 1, pingMs: 50, maxBufferedBytes: 4096, stallMs: 60_000 });
+      quickHub = new EventHub(t().database, { logger: base.ctx.logger, streamsPerCaller: 1, pingMs: 50, maxBufferedBytes: 4096, stallMs: 600_000 });
       quick = createTestApp(t().database, { STEADY_EVENT_STREAMS: '1' }, { events: quickHub });
     });
     afterAll(() => quickHub.close());
@@ -250,6 +251,44 @@ describeBackends('GET /api/events', (t) => {
       await dropped.until((x) => x.ended !== null, 'the dropped stream to end');
       expect(dropped.ended).toBeInstanceOf(Error);
       await new SseReader(next!).close();
+    });
+
+    it('stops writing to a socket whose client reads nothing, then drops it (real socket)', async (ctx) => {
+      if (t().backend !== 'postgres') return ctx.skip();
+      const { serveApi } = await import('../../src/api/server.js');
+      const server = await serveApi(quick.app, { host: '127.0.0.1', port: 0 });
+      const socket = net.connect(server.port, '127.0.0.1');
+      try {
+        await new Promise<void>((resolve) => socket.once('connect', resolve));
+        socket.write(`GET /api/events HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${alice}\r\n\r\n`);
+        // The client reads its first bytes, then nothing more: TCP's window closes, the socket's buffer
+        // fills, the server stops reading the body, and its backlog overflows.
+        await new Promise<void>((resolve) => socket.once('data', () => resolve()));
+        socket.pause();
+        const id = await deploy(alice, 'flood-socket');
+        const reason = 'r'.repeat(480);
+        for (let batch = 0; batch < 4; batch++) {
+          await db()
+            .insertInto('deployment_replicas')
+            .values(Array.from({ length: 5000 }, () => ({ deployment_id: id, node_id: null, status: 'failed' as const, reason })))
+            .execute();
+        }
+        // Its slot frees when it is dropped (one stream per caller here).
+        let status = 0;
+        for (const deadline = Date.now() + 60_000; Date.now() < deadline; ) {
+          const res = await quick.call('GET', '/api/events', { token: alice });
+          status = res.status;
+          if (status === 200) {
+            await res.body?.cancel();
+            break;
+          }
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        expect(status).toBe(200);
+      } finally {
+        socket.destroy();
+        await server.close();
+      }
     });
 
     it('ends open streams when the hub closes', async () => {

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { ReplicaStatus } from '../../src/domain/types.js';
 import { describeBackends } from '../support/databases.js';
@@ -231,6 +232,67 @@ describeBackends('API nodes and replicas', (t) => {
       expect((await api.call('PATCH', `/api/nodes/${n.node_id}`, { token: admin, body: { status: 'not_ready' } })).status).toBe(422);
       expect((await api.call('PATCH', `/api/nodes/${UNKNOWN_ID}`, { token: admin, body: { status: 'ready' } })).status).toBe(404);
       expect((await api.call('PATCH', `/api/nodes/${n.node_id}`, { token: await nodeToken('node-patch'), body: { status: 'ready' } })).status).toBe(403);
+    });
+  });
+
+  describe('delete', () => {
+    const remove = (id: string, token = admin) => api.call('DELETE', `/api/nodes/${id}`, { token });
+    const exists = async (id: string) => (await db().selectFrom('nodes').select('id').where('id', '=', id).execute()).length === 1;
+
+    it('deletes a node whose replicas are all finished (204), keeping them without a node', async () => {
+      const n = await register('node-del-a');
+      const { replicas } = await deploymentWith('del-a', n.node_id, ['stopped', 'failed']);
+      const res = await remove(n.node_id);
+      expect(res.status).toBe(204);
+      expect(await res.text()).toBe('');
+      expect(await exists(n.node_id)).toBe(false);
+      for (const r of replicas) expect((await replica(r.id)).node_id).toBeNull();
+      expect((await remove(n.node_id)).status).toBe(404);
+    });
+
+    it.each(['pending', 'starting', 'running', 'stopping'] as const)('refuses a node with a %s replica (409)', async (status) => {
+      const n = await register(`node-del-${status}`);
+      await deploymentWith(`del-${status}`, n.node_id, ['stopped', status]);
+      const res = await remove(n.node_id);
+      expect(res.status).toBe(409);
+      const body = (await res.json()) as { error: { code: string; message: string } };
+      expect(body.error.code).toBe('conflict');
+      expect(body.error.message).toMatch(/1 replica .*drain it first/);
+      expect(await exists(n.node_id)).toBe(true);
+    });
+
+    it('answers 404 for an unknown or malformed id, and 403 to users and nodes', async () => {
+      expect((await remove(UNKNOWN_ID)).status).toBe(404);
+      expect((await remove('not-a-uuid')).status).toBe(404);
+      const n = await register('node-del-auth');
+      expect((await remove(n.node_id, user)).status).toBe(403);
+      expect((await remove(n.node_id, await nodeToken('node-del-auth'))).status).toBe(403);
+      expect(await exists(n.node_id)).toBe(true);
+    });
+
+    it('waits for a placement in flight on the node, then refuses', async (ctx) => {
+      if (t().backend !== 'postgres') return ctx.skip();
+      const n = await register('node-del-race');
+      const { deploymentId } = await deploymentWith('del-race', null, []);
+      const other = t().openAnother(1);
+      let release = (): void => undefined;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      let inserted = (): void => undefined;
+      const placed = new Promise<void>((resolve) => (inserted = resolve));
+      const placement = other.db.transaction().execute(async (tx) => {
+        await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status) VALUES (${deploymentId}, ${n.node_id}, 'pending')`.execute(tx);
+        inserted();
+        await held;
+      });
+      await placed;
+      const deleting = remove(n.node_id);
+      // The delete waits for the placement's lock on the node; let the placement commit.
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      release();
+      await placement;
+      expect((await deleting).status).toBe(409);
+      expect(await exists(n.node_id)).toBe(true);
+      await other.close();
     });
   });
 });

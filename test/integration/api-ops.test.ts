@@ -101,6 +101,7 @@ describeBackends('API operations', (t, backend) => {
         'POST /api/nodes',
         'GET /api/nodes',
         'PATCH /api/nodes/{id}',
+        'DELETE /api/nodes/{id}',
         'POST /api/nodes/{id}/heartbeat',
         'POST /api/replicas/{id}/status',
         'GET /api/events',

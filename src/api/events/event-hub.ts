@@ -32,6 +32,8 @@ export interface StreamRequest {
   readonly filter: Required<Pick<EventFilter, 'userId'>> & Pick<EventFilter, 'deploymentId'>;
   /** Resume after this id (Last-Event-ID or ?since=); null: live from now. */
   readonly since: bigint | null;
+  /** Cuts the client's connection (see SseStreamOptions.abort). */
+  readonly abort?: () => void;
 }
 
 /**
@@ -101,6 +103,7 @@ export class EventHub {
       pingMs: this.options.pingMs ?? 15_000,
       maxBufferedBytes: this.options.maxBufferedBytes ?? 1024 * 1024,
       stallMs: this.options.stallMs ?? 60_000,
+      abort: request.abort,
       onClose: (reason: CloseReason) => {
         unsubscribe();
         release();

@@ -13,6 +13,11 @@ export interface SseStreamOptions {
   /** A client that has taken nothing for this long while events wait is dropped. */
   readonly stallMs: number;
   readonly onClose: (reason: CloseReason) => void;
+  /**
+   * Cuts the connection (the Node adapter's response: `destroy()`). Without it, a dropped stream's
+   * body ends with an error, which the adapter also turns into a cut, but logs on the console.
+   */
+  readonly abort?: () => void;
   readonly now?: () => number;
 }
 
@@ -70,7 +75,7 @@ export class SseStream {
     if (this.closed) return;
     const stuck = this.backlog.length > 0 || (this.controller.desiredSize ?? 0) <= 0;
     this.finish('shutdown');
-    if (stuck) this.controller.error(new Error('server shutting down'));
+    if (stuck) this.cut(new Error('server shutting down'));
     else this.controller.close();
   }
 
@@ -108,7 +113,12 @@ export class SseStream {
   private drop(): void {
     if (this.closed) return;
     this.finish('slow');
-    this.controller.error(new Error('client too slow'));
+    this.cut(new Error('client too slow'));
+  }
+
+  private cut(reason: Error): void {
+    if (this.options.abort) this.options.abort();
+    else this.controller.error(reason);
   }
 
   private finish(reason: CloseReason): void {

@@ -73,10 +73,13 @@ export function registerEventRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, user
       if (rows.length === 0) throw new NotFoundError('deployment');
     }
     const since = header ?? query.since;
+    // The Node adapter hands over its response object: a dropped client's connection is cut there.
+    const outgoing = (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing;
     const body = await hub.open({
       caller: principal.subject,
       filter: { userId, ...(deploymentId === undefined ? {} : { deploymentId: deploymentId.toLowerCase() }) },
       since: since === undefined ? null : BigInt(since),
+      ...(outgoing ? { abort: () => outgoing.destroy() } : {}),
     });
     return new Response(body, {
       status: 200,

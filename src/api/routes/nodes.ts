@@ -1,8 +1,8 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
-import { listNodeOverviews, recordHeartbeat, setNodeStatus, upsertNode } from '../../db/queries/nodes.js';
+import { deleteNode, listNodeOverviews, recordHeartbeat, setNodeStatus, upsertNode } from '../../db/queries/nodes.js';
 import { reportReplicaStatus } from '../../db/queries/replicas.js';
-import { ForbiddenError, NotFoundError } from '../../domain/errors.js';
+import { ConflictError, ForbiddenError, NotFoundError } from '../../domain/errors.js';
 import { requireRole, type ApiEnv } from '../auth.js';
 import { notFoundOnBadId } from '../errors.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
@@ -63,6 +63,17 @@ const patch = createRoute({
   responses: { 200: jsonContent(NodeSchema, 'The node'), ...errorResponses(400, 401, 403, 404, 413, 415, 422) },
 });
 
+const remove = createRoute({
+  method: 'delete',
+  path: '/api/nodes/{id}',
+  tags,
+  security: BEARER,
+  summary: 'Remove a node that holds no replica (drain it first)',
+  middleware: [requireRole('admin')] as const,
+  request: { params: idParam('node') },
+  responses: { 204: { description: 'Deleted' }, ...errorResponses(401, 403, 404, 409) },
+});
+
 const report = createRoute({
   method: 'post',
   path: '/api/replicas/{id}/status',
@@ -114,6 +125,19 @@ export function registerNodeRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context): void
       const node = await setNodeStatus(db, c.req.valid('param').id, c.req.valid('json').status);
       if (!node) throw new NotFoundError('node');
       return c.json(nodeJson(node), 200);
+    },
+    notFoundOnBadId('node'),
+  );
+
+  app.openapi(
+    remove,
+    async (c) => {
+      const result = await deleteNode(db, c.req.valid('param').id);
+      if (result.outcome === 'not_found') throw new NotFoundError('node');
+      if (result.outcome === 'busy') {
+        throw new ConflictError(`node still holds ${result.replicas} replica${result.replicas === 1 ? '' : 's'} (pending, starting, running or stopping); drain it first`);
+      }
+      return c.body(null, 204);
     },
     notFoundOnBadId('node'),
   );

@@ -54,6 +54,29 @@ export async function setNodeStatus(db: Kysely<Tables>, id: string, status: Node
   return row ?? null;
 }
 
+export type NodeDeletion = { readonly outcome: 'deleted' | 'not_found' } | { readonly outcome: 'busy'; readonly replicas: number };
+
+/**
+ * Deletes a node that holds no replica (pending, starting, running or stopping on it): an operator
+ * drains it first. The node's row lock comes first and the check reads after it, so a placement
+ * racing with the delete either committed before (and is counted) or waits on the lock and then
+ * fails its foreign key check (the controller retries it elsewhere). Terminal replicas that ran on
+ * the node keep their history with no node (ON DELETE SET NULL).
+ */
+export async function deleteNode(db: Kysely<Tables>, id: string): Promise<NodeDeletion> {
+  return db.transaction().execute(async (tx) => {
+    const { rows: locked } = await sql`SELECT id FROM nodes WHERE id = ${id} FOR UPDATE`.execute(tx);
+    if (locked.length === 0) return { outcome: 'not_found' };
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM deployment_replicas
+      WHERE node_id = ${id} AND status IN ('pending', 'starting', 'running', 'stopping')`.execute(tx);
+    const replicas = rows[0]?.n ?? 0;
+    if (replicas > 0) return { outcome: 'busy', replicas };
+    await sql`DELETE FROM nodes WHERE id = ${id}`.execute(tx);
+    return { outcome: 'deleted' };
+  });
+}
+
 export interface NodeOverview {
   readonly node: NodeRow;
   /** Resources held by the node's pending, starting, running and stopping replicas. */
