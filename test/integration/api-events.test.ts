@@ -83,8 +83,8 @@ describeBackends('GET /api/events', (t) => {
   it('sends replica events and the counts that decide health', async () => {
     const nodeId = (await db().insertInto('nodes').values({ name: `ev-node-${t().backend}`, cpu_cores: 8, memory_mb: 8192, storage_gb: 100 }).returning('id').executeTakeFirstOrThrow()).id;
     const id = await deploy(alice, 'counted', 2);
-    const a = await stream(alice, `?deployment_id=${id}`);
-    await a.until((r) => r.lastEventId !== null, 'the opening block');
+    // From the start of this deployment (a live-only stream may also begin with events just before it).
+    const a = await stream(alice, `?deployment_id=${id}&since=0`);
     const [r1, r2] = await db()
       .insertInto('deployment_replicas')
       .values([
@@ -95,7 +95,7 @@ describeBackends('GET /api/events', (t) => {
       .execute();
     await db().updateTable('deployment_replicas').set({ status: 'running' }).where('id', '=', r1!.id).execute();
     await db().updateTable('deployment_replicas').set({ status: 'failed', reason: 'Error: exit code 1' }).where('id', '=', r2!.id).execute();
-    await a.until((r) => r.data('replica').length >= 4 && r.data('deployment').length >= 2, 'replica and deployment events');
+    await a.until((r) => r.data('replica').length >= 4 && r.data('deployment').length >= 3, 'replica and deployment events');
     expect(a.data('replica')).toEqual([
       { replica_id: r1!.id, deployment_id: id, name: 'counted', status: 'pending', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: null },
       { replica_id: r2!.id, deployment_id: id, name: 'counted', status: 'pending', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: null },
@@ -103,14 +103,15 @@ describeBackends('GET /api/events', (t) => {
       { replica_id: r2!.id, deployment_id: id, name: 'counted', status: 'failed', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: 'Error: exit code 1' },
     ]);
     expect(a.data('deployment').map((d) => [d.running_replicas, d.health])).toEqual([
+      [0, 'unhealthy'],
       [1, 'degraded'],
       [1, 'degraded'],
     ]);
     // A change nobody watches (the replaced flag) that changes no count sends nothing; one that does, does.
     await db().updateTable('deployment_replicas').set({ replaced: true }).where('id', '=', r2!.id).execute();
     await scale(alice, id, 1);
-    await a.until((r) => r.data('deployment').length >= 4, 'the replaced and scale events');
-    expect(a.data('deployment').slice(2).map((d) => [d.target_replicas, d.running_replicas, d.health])).toEqual([
+    await a.until((r) => r.data('deployment').length >= 5, 'the replaced and scale events');
+    expect(a.data('deployment').slice(3).map((d) => [d.target_replicas, d.running_replicas, d.health])).toEqual([
       [2, 1, 'degraded'],
       [1, 1, 'healthy'],
     ]);

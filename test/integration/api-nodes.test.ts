@@ -273,7 +273,7 @@ describeBackends('API nodes and replicas', (t) => {
     it('waits for a placement in flight on the node, then refuses', async (ctx) => {
       if (t().backend !== 'postgres') return ctx.skip();
       const n = await register('node-del-race');
-      const { deploymentId } = await deploymentWith('del-race', null, []);
+      const { deploymentId } = await deploymentWith('del-race', n.node_id, ['stopped']);
       const other = t().openAnother(1);
       let release = (): void => undefined;
       const held = new Promise<void>((resolve) => (release = resolve));
