@@ -32,7 +32,7 @@ export function App({ icon }: { icon: string }) {
     [token],
   );
   useEffect(() => {
-    session?.live.start();
+    session?.live.start(session.client);
     return () => session?.live.stop();
   }, [session]);
   if (!session) {

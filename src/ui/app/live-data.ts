@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError } from './http.js';
+import { ApiError } from '../../client/api-error.js';
 import type { LiveEvent } from './live.js';
 import { useSession } from './session-context.js';
 

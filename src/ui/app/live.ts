@@ -1,42 +1,39 @@
-import { readEventStream } from './event-stream.js';
+import type { SteadyClient } from '../../client/client.js';
 
 /**
- * One connection to GET /api/events for the whole page: resumes with Last-Event-ID after a drop,
- * waits as the server's `retry:` says (doubling while it keeps failing), and gives up on a
- * connection that has been silent for three ping periods. No polling: views reload when told.
+ * One subscription to GET /api/events for the whole page, over the typed client's reader (which
+ * resumes with Last-Event-ID and backs off by itself). This adds what a page needs: a state for the
+ * banner, an `open` signal (events before a connection opened may have been missed: views read
+ * again), and a watchdog that restarts a connection silent for three ping periods.
  */
 
 export type LiveState = 'connecting' | 'open' | 'down';
 
 export interface LiveEvent {
-  /** `deployment`, `history`, `replica`, `reset`; or `open` when a connection (re)opens, since events may have been missed before it did. */
+  /** `deployment`, `history`, `replica`, `reset`; or `open` when a connection (re)opens. */
   readonly type: string;
-  readonly data: Record<string, unknown>;
+  readonly data: Readonly<Record<string, unknown>>;
 }
 
 const SILENCE_MS = 45_000;
-const MAX_WAIT_MS = 30_000;
 
 export class LiveStream {
   private state: LiveState = 'connecting';
   private lastEventId: string | null = null;
-  private retryMs = 2_000;
-  private failures = 0;
+  private attempt: AbortController | null = null;
+  private silence: ReturnType<typeof setTimeout> | undefined;
   private readonly listeners = new Set<(e: LiveEvent) => void>();
   private readonly stateListeners = new Set<(s: LiveState) => void>();
   private readonly stopped = new AbortController();
 
-  constructor(
-    private readonly token: string,
-    private readonly onUnauthorized: () => void,
-  ) {}
-
-  start(): void {
-    void this.run();
+  start(client: SteadyClient): void {
+    void this.run(client);
   }
 
   stop(): void {
+    clearTimeout(this.silence);
     this.stopped.abort();
+    this.attempt?.abort();
   }
 
   get current(): LiveState {
@@ -53,82 +50,50 @@ export class LiveStream {
     return () => void this.stateListeners.delete(listener);
   }
 
+  /** The stream's answer arrived (told by the client's fetch). */
+  opened(): void {
+    this.setState('open');
+    this.alive();
+    this.emit({ type: 'open', data: {} });
+  }
+
+  /** Bytes arrived on the stream, pings included. */
+  alive(): void {
+    clearTimeout(this.silence);
+    if (this.state === 'open') this.silence = setTimeout(() => this.attempt?.abort(), SILENCE_MS);
+  }
+
+  private async run(client: SteadyClient): Promise<void> {
+    while (!this.stopped.signal.aborted) {
+      this.attempt = new AbortController();
+      try {
+        const events = client.events({
+          signal: this.attempt.signal,
+          lastEventId: this.lastEventId ?? undefined,
+          onReconnect: () => this.setState('down'),
+        });
+        for await (const event of events) {
+          if (event.id !== null) this.lastEventId = event.id;
+          this.emit({ type: event.type, data: (event.data ?? {}) as Record<string, unknown> });
+        }
+      } catch {
+        // A refusal that retrying cannot fix (a refused token is handled by the session).
+        this.setState('down');
+        return;
+      }
+      // The watchdog ended a silent connection: start again after the last event seen.
+      this.setState('down');
+    }
+  }
+
   private setState(state: LiveState): void {
     if (state === this.state) return;
     this.state = state;
+    if (state !== 'open') clearTimeout(this.silence);
     for (const l of this.stateListeners) l(state);
   }
 
   private emit(event: LiveEvent): void {
     for (const l of this.listeners) l(event);
-  }
-
-  private async run(): Promise<void> {
-    while (!this.stopped.signal.aborted) {
-      const outcome = await this.connectOnce();
-      if (outcome === 'unauthorized' || this.stopped.signal.aborted) return;
-      this.setState('down');
-      this.failures = outcome === 'served' ? 0 : this.failures + 1;
-      const wait = Math.min(MAX_WAIT_MS, this.retryMs * 2 ** Math.min(this.failures, 4));
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, wait);
-        this.stopped.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
-      });
-    }
-  }
-
-  /** One connection, until it ends: 'served' when it was open, 'failed' when it never opened. */
-  private async connectOnce(): Promise<'served' | 'failed' | 'unauthorized'> {
-    const attempt = new AbortController();
-    const abort = () => attempt.abort();
-    this.stopped.signal.addEventListener('abort', abort, { once: true });
-    let silence: ReturnType<typeof setTimeout> | undefined;
-    const alive = () => {
-      clearTimeout(silence);
-      silence = setTimeout(abort, SILENCE_MS);
-    };
-    try {
-      const headers: Record<string, string> = { Authorization: `Bearer ${this.token}`, Accept: 'text/event-stream' };
-      if (this.lastEventId !== null) headers['Last-Event-ID'] = this.lastEventId;
-      alive();
-      const res = await fetch('/api/events', { headers, signal: attempt.signal, cache: 'no-store' });
-      if (res.status === 401) {
-        this.onUnauthorized();
-        return 'unauthorized';
-      }
-      if (!res.ok || !res.body) {
-        await res.body?.cancel().catch(() => undefined);
-        return 'failed';
-      }
-      this.setState('open');
-      this.emit({ type: 'open', data: {} });
-      await readEventStream(
-        res.body,
-        {
-          onActivity: alive,
-          onRetry: (ms) => (this.retryMs = Math.max(500, ms)),
-          onMessage: (m) => {
-            this.lastEventId = m.lastEventId;
-            this.emit({ type: m.type, data: parse(m.data) });
-          },
-        },
-        this.lastEventId,
-      );
-      return 'served';
-    } catch {
-      return this.state === 'open' ? 'served' : 'failed';
-    } finally {
-      clearTimeout(silence);
-      this.stopped.signal.removeEventListener('abort', abort);
-    }
-  }
-}
-
-function parse(data: string): Record<string, unknown> {
-  try {
-    const value = JSON.parse(data) as unknown;
-    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : {};
-  } catch {
-    return {};
   }
 }

@@ -1,4 +1,4 @@
-import type { ApiError } from '../http.js';
+import type { ApiError } from '../../../client/api-error.js';
 
 /** An API error as the API said it, with the fields it named. */
 export function Problem({ error }: { error: ApiError | undefined | null }) {

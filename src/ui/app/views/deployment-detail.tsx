@@ -3,42 +3,43 @@ import { Badge } from '../components/badge.js';
 import { ConfirmButton } from '../components/confirm-button.js';
 import { Problem } from '../components/problem.js';
 import { age, localTime, resourcesText, rolloutText, shortId } from '../format.js';
-import { ApiError } from '../http.js';
+import type { SteadyClient } from '../../../client/client.js';
+import { ApiError } from '../../../client/api-error.js';
 import type { LiveEvent } from '../live.js';
 import { useLiveData, useNow } from '../live-data.js';
 import { hrefOf } from '../route.js';
 import { useSession } from '../session-context.js';
-import type { DeploymentStatus, Revision } from '../types.js';
 import { ActionForm } from './deployment-forms.js';
 
 const concerns = (id: string) => (e: LiveEvent) => e.data.deployment_id === id || e.data.id === id;
 
 /** One deployment: what it is, what runs, what it was, and what can be done to it. */
 export function DeploymentDetail({ id }: { id: string }) {
-  const { request } = useSession();
+  const { client } = useSession();
   const now = useNow();
   const [actionError, setActionError] = useState<ApiError | null>(null);
   // Once it is being deleted, its own events must not read it again (that would be a 404).
   const deleting = useRef(false);
-  const status = useLiveData(() => request<DeploymentStatus>('GET', `/api/deployment/status/${id}`), [id], (e) => !deleting.current && concerns(id)(e));
+  const status = useLiveData(() => client.status(id), [id], (e) => !deleting.current && concerns(id)(e));
   // A server without revisions (before rollouts) has no `revision` in the status: nothing to ask for.
   const hasRevisions = status.data?.revision !== undefined;
   const revisions = useLiveData(
-    async () => (hasRevisions ? (await request<{ items: Revision[] }>('GET', `/api/deployment/${id}/revisions`)).items : null),
+    async () => (hasRevisions ? client.revisions(id) : null),
     [id, hasRevisions],
     (e) => hasRevisions && !deleting.current && e.type === 'deployment' && concerns(id)(e),
   );
-  const act = async (method: 'POST' | 'PATCH' | 'DELETE', path: string, body?: unknown) => {
+  /** Runs one change and reads the deployment again; a deletion goes back to the list instead. */
+  const act = async (change: (c: SteadyClient) => Promise<unknown>, deletes = false) => {
     setActionError(null);
-    deleting.current = method === 'DELETE';
+    deleting.current = deletes;
     try {
-      await request(method, path, body);
+      await change(client);
     } catch (err) {
       deleting.current = false;
       setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
       throw err;
     }
-    if (method === 'DELETE') location.hash = hrefOf({ view: 'deployments' });
+    if (deletes) location.hash = hrefOf({ view: 'deployments' });
     else await Promise.all([status.reload(), revisions.reload()]);
   };
   const d = status.data;
@@ -112,7 +113,7 @@ export function DeploymentDetail({ id }: { id: string }) {
           min={1}
           max={100}
           initial={String(d.target_replicas)}
-          onSubmit={(v) => act('POST', `/api/deployment/scale/${id}`, { target_replicas: Number(v) })}
+          onSubmit={(v) => act((c) => c.scale(id, Number(v)))}
         />
         <ActionForm
           name="image"
@@ -120,19 +121,19 @@ export function DeploymentDetail({ id }: { id: string }) {
           button="Set image"
           type="text"
           initial={d.container_image}
-          onSubmit={(v) => act('PATCH', `/api/deployment/${id}`, { container_image: v })}
+          onSubmit={(v) => act((c) => c.update(id, { container_image: v }))}
         />
         <div class="buttons">
           {stopped ? (
-            <ConfirmButton key="start" label="Start" question={`Start ${d.name} again with ${d.target_replicas} replicas?`} onConfirm={() => act('POST', `/api/deployment/${id}/start`).catch(() => undefined)} />
+            <ConfirmButton key="start" label="Start" question={`Start ${d.name} again with ${d.target_replicas} replicas?`} onConfirm={() => act((c) => c.start(id)).catch(() => undefined)} />
           ) : (
-            <ConfirmButton key="stop" label="Stop" question={`Stop every replica of ${d.name}?`} onConfirm={() => act('POST', `/api/deployment/${id}/stop`).catch(() => undefined)} />
+            <ConfirmButton key="stop" label="Stop" question={`Stop every replica of ${d.name}?`} onConfirm={() => act((c) => c.stop(id)).catch(() => undefined)} />
           )}
           <ConfirmButton
             label="Delete"
             danger
             question={`Delete ${d.name}? Its replicas are stopped and it leaves the list.`}
-            onConfirm={() => act('DELETE', `/api/deployment/${id}`).catch(() => undefined)}
+            onConfirm={() => act((c) => c.deleteDeployment(id), true).catch(() => undefined)}
           />
         </div>
       </div>
@@ -206,7 +207,7 @@ export function DeploymentDetail({ id }: { id: string }) {
                         label={`Roll back to ${r.revision}`}
                         confirmLabel="Roll back"
                         question={`Roll ${d.name} back to the template of revision ${r.revision} (${r.container_image})? This makes a new revision.`}
-                        onConfirm={() => act('POST', `/api/deployment/${id}/rollback`, { revision: r.revision }).catch(() => undefined)}
+                        onConfirm={() => act((c) => c.rollback(id, r.revision)).catch(() => undefined)}
                       />
                     )}
                   </td>

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { Problem } from '../components/problem.js';
-import { ApiError } from '../http.js';
+import { ApiError } from '../../../client/api-error.js';
 
 /** A one-field form that sends its value and shows the API's answer (an error, or nothing). */
 export function ActionForm(props: {

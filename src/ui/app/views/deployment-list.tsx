@@ -5,22 +5,22 @@ import { age, rolloutText } from '../format.js';
 import { useLiveData, useNow } from '../live-data.js';
 import { hrefOf } from '../route.js';
 import { useSession } from '../session-context.js';
-import type { DeploymentListItem, DeploymentListPage } from '../types.js';
+import type { DeploymentRow } from '../types.js';
 
 const PAGE = 100;
 
 /** The signed-in user's deployments, newest first, filtered by name as you type. */
 export function DeploymentList() {
-  const { request } = useSession();
+  const { client } = useSession();
   const [pages, setPages] = useState(1);
   const [filter, setFilter] = useState('');
   const now = useNow();
   const { data, error } = useLiveData(
     async () => {
-      const items: DeploymentListItem[] = [];
+      const items: DeploymentRow[] = [];
       let cursor: string | null = null;
       for (let page = 0; page < pages; page++) {
-        const body: DeploymentListPage = await request('GET', `/api/deployment/list?limit=${PAGE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`);
+        const body = await client.listDeployments({ limit: PAGE, cursor: cursor ?? undefined });
         items.push(...body.items);
         cursor = body.next_cursor;
         if (cursor === null) break;

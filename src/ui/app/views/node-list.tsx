@@ -4,7 +4,7 @@ import { Bar } from '../components/bar.js';
 import { ConfirmButton } from '../components/confirm-button.js';
 import { Problem } from '../components/problem.js';
 import { age } from '../format.js';
-import { ApiError } from '../http.js';
+import { ApiError } from '../../../client/api-error.js';
 import { useLiveData, useNow } from '../live-data.js';
 import { useSession } from '../session-context.js';
 import type { NodeOverview } from '../types.js';
@@ -13,14 +13,14 @@ type NodeStatus = 'ready' | 'cordoned' | 'draining';
 
 /** Every node (admin): capacity against allocation, replica counts, cordon / uncordon / drain. */
 export function NodeList() {
-  const { request, isAdmin } = useSession();
+  const { client, isAdmin } = useSession();
   const now = useNow();
   const [actionError, setActionError] = useState<ApiError | null>(null);
-  const nodes = useLiveData(async () => (await request<{ items: NodeOverview[] }>('GET', '/api/nodes')).items, [], (e) => e.type === 'replica');
+  const nodes = useLiveData(() => client.nodes(), [], (e) => e.type === 'replica');
   const setStatus = async (node: NodeOverview, status: NodeStatus) => {
     setActionError(null);
     try {
-      await request('PATCH', `/api/nodes/${node.node_id}`, { status });
+      await client.setNodeStatus(node.node_id, status);
     } catch (err) {
       setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
     }
