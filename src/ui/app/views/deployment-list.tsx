@@ -57,11 +57,11 @@ export function DeploymentList() {
             <thead>
               <tr>
                 <th scope="col">Name</th>
-                <th scope="col">Image</th>
+                <th scope="col" class="wide">Image</th>
                 <th scope="col">Status</th>
-                <th scope="col">Health</th>
+                <th scope="col" class="wide">Health</th>
                 <th scope="col" class="num">Running</th>
-                <th scope="col" class="num" title="updated / available of target">Rollout</th>
+                <th scope="col" class="num wide" title="updated / available of target">Rollout</th>
                 <th scope="col" class="num">Age</th>
               </tr>
             </thead>
@@ -71,17 +71,17 @@ export function DeploymentList() {
                   <th scope="row">
                     <a href={hrefOf({ view: 'deployment', id: d.deployment_id })}>{d.name}</a>
                   </th>
-                  <td class="image">{d.container_image}</td>
+                  <td class="image wide">{d.container_image}</td>
                   <td>
                     <Badge value={d.status} />
                   </td>
-                  <td>
+                  <td class="wide">
                     <Badge value={d.health} />
                   </td>
                   <td class="num running">
                     {d.running_replicas}/{d.target_replicas}
                   </td>
-                  <td class="num">{rolloutText(d.rollout, d.target_replicas)}</td>
+                  <td class="num wide">{rolloutText(d.rollout, d.target_replicas)}</td>
                   <td class="num">
                     <time dateTime={d.created_at}>{age(d.created_at, now)}</time>
                   </td>
