@@ -33,6 +33,10 @@ export interface Assignment {
   readonly image: string;
   readonly resources: ContainerResources;
   readonly desired: 'run' | 'stop';
+  /** The replica's own revision and its template's command and env, when the API sends them. */
+  readonly revision?: number | null;
+  readonly command?: readonly string[] | null;
+  readonly env?: Readonly<Record<string, string>> | null;
 }
 
 export type ReportedStatus = 'starting' | 'running' | 'stopped' | 'failed';
@@ -102,6 +106,9 @@ const heartbeatSchema = z.object({
       container_image: z.string(),
       resources: resourcesSchema,
       desired: z.enum(['run', 'stop']),
+      revision: z.coerce.number().int().nullish(),
+      command: z.array(z.string()).nullish(),
+      env: z.record(z.string(), z.string()).nullish(),
     }),
   ),
 });
@@ -157,6 +164,9 @@ export class AgentClient {
         storageGb: r.resources.storage_gb,
       },
       desired: r.desired,
+      revision: r.revision ?? null,
+      command: r.command ?? null,
+      env: r.env ?? null,
     }));
   }
 

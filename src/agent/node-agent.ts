@@ -49,6 +49,10 @@ export class NodeAgent {
   #loop: Promise<void> | null = null;
   #stopping = false;
   readonly #wake = new AbortController();
+  /** Set when the runtime reports a change: the next heartbeat comes at once instead of after the interval. */
+  #changed = false;
+  #poke: () => void = () => {};
+  #unwatch: (() => void) | null = null;
   #passes = 0;
   #onRegistered: (registered: boolean) => void = () => {};
   /** Resolves true once registered, or false if stopped before. */
@@ -76,12 +80,17 @@ export class NodeAgent {
 
   start(): void {
     if (this.#loop || this.#stopping) return;
+    this.#unwatch = this.#options.runtime.watch?.(() => {
+      this.#changed = true;
+      this.#poke();
+    }) ?? null;
     this.#loop = this.#run();
   }
 
   /** Stops heartbeating; resolves once the call in flight and every started operation have finished. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#unwatch?.();
     this.#wake.abort();
     await this.#loop;
     while (this.#busy.size > 0) await Promise.allSettled([...this.#busy.values()]);
@@ -98,7 +107,7 @@ export class NodeAgent {
         await this.#pass();
         if (failures > 0) this.#log.info({ failures }, 'API reachable again');
         failures = 0;
-        await this.#sleep(this.#heartbeatMs - (Date.now() - began));
+        await this.#sleep(this.#heartbeatMs - (Date.now() - began), true);
       } catch (err) {
         failures++;
         const delayMs = retryDelayMs(failures, baseMs, maxMs, this.#random);
@@ -173,7 +182,15 @@ export class NodeAgent {
     }
     let status: ContainerStatus;
     try {
-      status = await this.#options.runtime.start({ replicaId: id, deploymentId: assignment.deploymentId, image: assignment.image, resources: assignment.resources });
+      status = await this.#options.runtime.start({
+        replicaId: id,
+        deploymentId: assignment.deploymentId,
+        image: assignment.image,
+        resources: assignment.resources,
+        revision: assignment.revision,
+        command: assignment.command,
+        env: assignment.env,
+      });
     } catch (err) {
       const reason = `RuntimeError: ${err instanceof Error ? err.message : String(err)}`;
       this.#log.warn({ replica_id: id, reason }, 'replica failed to start');
@@ -220,18 +237,26 @@ export class NodeAgent {
     }
   }
 
-  async #sleep(ms: number): Promise<void> {
+  /** Waits `ms`, or less when stopping, or (`wakeOnChange`) when the runtime reports a change. */
+  async #sleep(ms: number, wakeOnChange = false): Promise<void> {
+    if (wakeOnChange && this.#changed) {
+      this.#changed = false;
+      return;
+    }
     if (this.#stopping || ms <= 0) return;
     const signal = this.#wake.signal;
     await new Promise<void>((resolve) => {
       const timer = setTimeout(done, ms);
       signal.addEventListener('abort', done, { once: true });
+      if (wakeOnChange) this.#poke = done;
       function done(): void {
         clearTimeout(timer);
         signal.removeEventListener('abort', done);
         resolve();
       }
     });
+    this.#poke = () => {};
+    this.#changed = false;
   }
 }
 

@@ -1,6 +1,6 @@
 /**
- * What a node agent needs from a container runtime. The simulator implements it today; Docker or
- * containerd plug in behind the same interface later, without the agent changing.
+ * What a node agent needs from a container runtime: the simulator (development, tests, benchmarks)
+ * and Docker (real containers) implement it; containerd can plug in behind it without the agent changing.
  */
 
 export interface ContainerResources {
@@ -16,6 +16,12 @@ export interface ContainerSpec {
   readonly deploymentId: string;
   readonly image: string;
   readonly resources: ContainerResources;
+  /** The deployment revision whose template this is, when the API names it. */
+  readonly revision?: number | null;
+  /** Replaces the image's command when given. */
+  readonly command?: readonly string[] | null;
+  /** Environment variables, name → value. Values are secrets: handed to the runtime and never logged. */
+  readonly env?: Readonly<Record<string, string>> | null;
 }
 
 /**
@@ -46,4 +52,9 @@ export interface ContainerRuntime {
    * outlive the agent (Docker) must find them again here after an agent restart, by replica id.
    */
   list(): Promise<readonly ContainerStatus[]>;
+  /**
+   * Calls `onChange` whenever a container may have changed state on its own (an exit), so the agent
+   * checks at once instead of at its next heartbeat. Returns the unsubscribe function.
+   */
+  watch?(onChange: () => void): () => void;
 }

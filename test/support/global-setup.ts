@@ -7,6 +7,7 @@ import pino from 'pino';
 import { openPostgres } from '../../src/db/postgres.js';
 import { Migrator } from '../../src/db/migrator.js';
 import { openPglite } from '../../src/db/pglite.js';
+import { dockerUnavailableReason, importBusyboxImage, startDockerEngine, type DockerEngineProcess } from './docker-engine.js';
 import { startPostgresServer, type PostgresServer } from './postgres-server.js';
 
 declare module 'vitest' {
@@ -14,6 +15,10 @@ declare module 'vitest' {
     pgAdminUrl: string;
     pgTemplate: string;
     pgliteTemplate: string;
+    /** The private Docker engine's `unix://` address, or '' when the Docker tests cannot run here. */
+    dockerHost: string;
+    /** Why the Docker tests are skipped ('' when they run). */
+    dockerSkipReason: string;
   }
 }
 
@@ -44,11 +49,24 @@ export default async function setup(project: TestProject): Promise<() => Promise
   fs.writeFileSync(pgliteTemplate, Buffer.from(await (await pglite.dump()).arrayBuffer()));
   await pglite.close();
 
+  // A private Docker engine for the runtime tests, with the busybox test image in it.
+  let docker: DockerEngineProcess | null = null;
+  const dockerSkipReason = dockerUnavailableReason();
+  if (dockerSkipReason === null) {
+    docker = await startDockerEngine();
+    await importBusyboxImage(docker);
+  } else {
+    process.stderr.write(`\nDocker tests will be skipped: ${dockerSkipReason}\n\n`);
+  }
+  project.provide('dockerHost', docker?.host ?? '');
+  project.provide('dockerSkipReason', dockerSkipReason ?? '');
+
   project.provide('pgAdminUrl', adminUrl);
   project.provide('pgliteTemplate', pgliteTemplate);
   project.provide('pgTemplate', template);
   return async () => {
     fs.rmSync(pgliteTemplate, { force: true });
+    await docker?.destroy();
     if (server) {
       await server.destroy();
     } else {

@@ -33,12 +33,12 @@ describe('AgentClient', () => {
     });
   });
 
-  it('maps heartbeat assignments, and answers null for an unknown node', async () => {
+  it('maps heartbeat assignments (revision, command and env when sent), and answers null for an unknown node', async () => {
     const app = new Hono();
     app.post('/api/nodes/n-1/heartbeat', (c) =>
       c.json({
         replicas: [
-          { replica_id: 'r1', deployment_id: 'd1', container_image: 'nginx', resources: { cpu_cores: 0.5, memory_mb: 512, gpu_units: null, storage_gb: 1 }, desired: 'run' },
+          { replica_id: 'r1', deployment_id: 'd1', container_image: 'nginx', resources: { cpu_cores: 0.5, memory_mb: 512, gpu_units: null, storage_gb: 1 }, desired: 'run', revision: 3, command: ['sh', '-c', 'x'], env: { A: '1' } },
           { replica_id: 'r2', deployment_id: 'd1', container_image: 'nginx', resources: { cpu_cores: '1.5', memory_mb: 512, storage_gb: 1 }, desired: 'stop' },
         ],
       }),
@@ -46,8 +46,8 @@ describe('AgentClient', () => {
     app.post('/api/nodes/:id/heartbeat', (c) => c.json({ error: { code: 'not_found', message: 'no node' } }, 404));
     const client = clientFor(app);
     expect(await client.heartbeat('n-1')).toEqual([
-      { replicaId: 'r1', deploymentId: 'd1', image: 'nginx', resources: { cpuCores: 0.5, memoryMb: 512, gpuUnits: 0, storageGb: 1 }, desired: 'run' },
-      { replicaId: 'r2', deploymentId: 'd1', image: 'nginx', resources: { cpuCores: 1.5, memoryMb: 512, gpuUnits: 0, storageGb: 1 }, desired: 'stop' },
+      { replicaId: 'r1', deploymentId: 'd1', image: 'nginx', resources: { cpuCores: 0.5, memoryMb: 512, gpuUnits: 0, storageGb: 1 }, desired: 'run', revision: 3, command: ['sh', '-c', 'x'], env: { A: '1' } },
+      { replicaId: 'r2', deploymentId: 'd1', image: 'nginx', resources: { cpuCores: 1.5, memoryMb: 512, gpuUnits: 0, storageGb: 1 }, desired: 'stop', revision: null, command: null, env: null },
     ]);
     expect(await client.heartbeat('n-2')).toBeNull();
   });
