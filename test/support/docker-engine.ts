@@ -65,19 +65,7 @@ export async function startDockerEngine(): Promise<DockerEngineProcess> {
   let exited: Promise<void> = Promise.resolve();
   const log = fs.openSync(path.join(dir, 'dockerd.log'), 'a');
 
-  const docker = async (args: readonly string[], input?: Buffer): Promise<string> => {
-    if (input === undefined) return (await run('docker', ['-H', host, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout;
-    return new Promise((resolve, reject) => {
-      const p = spawn('docker', ['-H', host, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      p.on('error', reject);
-      p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`docker ${args.join(' ')} exited ${code}: ${err}`))));
-      p.stdin.end(input);
-    });
-  };
+  const docker = dockerCli(host);
 
   const start = async (): Promise<void> => {
     fs.rmSync(socket, { force: true });
@@ -126,13 +114,32 @@ export async function startDockerEngine(): Promise<DockerEngineProcess> {
       }
       await stop();
       fs.closeSync(log);
+      unmountUnder(dir);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
+/** Runs the docker CLI against the engine at `host`, with `input` on its stdin. */
+export function dockerCli(host: string): (args: readonly string[], input?: Buffer) => Promise<string> {
+  return (args, input) =>
+    new Promise((resolve, reject) => {
+      const p = spawn('docker', ['-H', host, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      p.on('error', reject);
+      p.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`docker ${args.join(' ')} exited ${code}: ${err.slice(-4000)}`))));
+      p.stdin.end(input);
+    });
+}
+
+/** What making an image needs: the docker CLI for the engine, and a scratch directory. */
+export type ImageMaker = Pick<DockerEngineProcess, 'docker' | 'dir'>;
+
 /** Imports a root file system holding a static busybox and its applets as `tag`. */
-export async function importBusyboxImage(engine: DockerEngineProcess, tag = BUSYBOX_IMAGE, cmd: readonly string[] = ['sleep', '3600']): Promise<void> {
+export async function importBusyboxImage(engine: ImageMaker, tag = BUSYBOX_IMAGE, cmd: readonly string[] = ['sleep', '3600']): Promise<void> {
   const busybox = staticBusybox();
   if (!busybox) throw new Error('no static busybox');
   const rootfs = fs.mkdtempSync(path.join(engine.dir, 'rootfs-'));
@@ -148,6 +155,17 @@ export async function importBusyboxImage(engine: DockerEngineProcess, tag = BUSY
   } finally {
     fs.rmSync(rootfs, { recursive: true, force: true });
   }
+}
+
+/** The engine can leave mounts behind (the host network namespace, say): unmount them, deepest first. */
+function unmountUnder(dir: string): void {
+  const mounts = fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[4] ?? '')
+    .filter((point) => point === dir || point.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const point of mounts) spawnSync('umount', ['-l', point], { stdio: 'ignore' });
 }
 
 function tail(file: string): string {
