@@ -55,6 +55,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   if (dockerSkipReason === null) {
     docker = await startDockerEngine();
     await importBusyboxImage(docker);
+  } else if (process.env.STEADY_REQUIRE_DOCKER === '1') {
+    throw new Error(`STEADY_REQUIRE_DOCKER=1 but the Docker tests cannot run: ${dockerSkipReason}`);
   } else {
     process.stderr.write(`\nDocker tests will be skipped: ${dockerSkipReason}\n\n`);
   }
