@@ -324,6 +324,33 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     expect(s.runtime.startCounts.get(id)).toBe(1);
   });
 
+  it('runs a pass at once when the runtime reports a change, not at the next heartbeat', async () => {
+    /** The simulator with the watch hook a Docker runtime drives from the engine's events. */
+    class WatchedRuntime extends SimulatedRuntime {
+      readonly listeners = new Set<() => void>();
+      watch(onChange: () => void): () => void {
+        this.listeners.add(onChange);
+        return () => this.listeners.delete(onChange);
+      }
+      changed(): void {
+        for (const listener of this.listeners) listener();
+      }
+    }
+    const runtime = new WatchedRuntime({ idPrefix: 'node-a' });
+    // An hour between heartbeats: only the runtime's news can make the passes this test waits for.
+    const s = await setup({ runtime, heartbeatMs: 3_600_000 });
+    await registered(s);
+    const id = s.api.addReplica('node-a');
+    runtime.changed();
+    await waitFor(() => s.api.status(id) === 'running', 5_000, 'running');
+    expect(runtime.crash(id)).toBe(true);
+    runtime.changed();
+    await waitFor(() => s.api.status(id) === 'failed', 5_000, 'failed');
+    expect(s.api.replicas.get(id)?.reason).toBe('SimulatedCrash: container exited with code 137');
+    await s.agent.stop();
+    expect(runtime.listeners.size).toBe(0);
+  });
+
   it('drops a 409 (the controller moved on) and removes the container it no longer needs', async () => {
     const s = await setup({ startDelayMs: 100 });
     await registered(s);
