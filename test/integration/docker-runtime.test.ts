@@ -61,7 +61,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
     expect(await runtime.list()).toEqual([{ containerId: status.containerId, replicaId: s.replicaId, state: 'running', reason: null }]);
     expect(text()).not.toContain('sekret-value-42');
     await runtime.stop(status.containerId);
-  });
+  }, 120_000);
 
   it('asks for GPUs as a DeviceRequests count; without a GPU driver the start fails as ContainerCannotRun', async () => {
     const runtime = runtimeFor();
@@ -75,7 +75,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
     expect(await runtime.list()).toEqual([status]);
     await runtime.stop(status.containerId);
     expect(await runtime.list()).toEqual([]);
-  });
+  }, 120_000);
 
   it('reads exits back: exit code, OOMKilled past the memory limit, and a command that cannot run', async () => {
     const runtime = runtimeFor();
@@ -88,7 +88,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
       const started = await Promise.all([exit3, oom, cannot].map((s) => runtime.start(s)));
       expect(started[2]).toMatchObject({ state: 'failed', reason: expect.stringMatching(/^ContainerCannotRun: .*no such file or directory/) });
       const reasons = async () => Object.fromEntries((await runtime.list()).map((c) => [c.replicaId, `${c.state} ${c.reason}`]));
-      await expect.poll(reasons, { timeout: 60_000, interval: 200 }).toEqual({
+      await expect.poll(reasons, { timeout: 240_000, interval: 200 }).toEqual({
         [exit3.replicaId]: 'failed Error: exit code 3',
         [oom.replicaId]: 'failed OOMKilled',
         [cannot.replicaId]: started[2]!.state + ' ' + started[2]!.reason,
@@ -100,7 +100,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
       unwatch();
       await runtime.close();
     }
-  }, 90_000);
+  }, 300_000);
 
   it('fails a missing image as ErrImagePull, also when the engine reports it inside a 200 pull stream', async () => {
     const runtime = runtimeFor();
@@ -121,7 +121,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
     } finally {
       await registry.close();
     }
-  });
+  }, 120_000);
 
   it('stops with SIGTERM, then SIGKILL after the stop timeout, and removes the container', async () => {
     const runtime = runtimeFor(uniqueName('node'), silentLogger, 2);
@@ -140,7 +140,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
     expect(await engine.inspectContainer(b!.containerId)).toBeNull();
     // Stopping what is already gone is not an error.
     await runtime.stop(a!.containerId);
-  }, 60_000);
+  }, 180_000);
 
   it('finds its containers again from their labels in a new runtime, and keeps one container per replica', async () => {
     const node = uniqueName('node');
@@ -168,7 +168,7 @@ describeDocker('Docker runtime against a real engine', (host) => {
 
     await second.stop(again.containerId);
     await runtimeFor().stop(other.containerId);
-  });
+  }, 120_000);
 });
 
 /** The signals the engine delivered to the given containers while `during` ran, from its event stream. */
