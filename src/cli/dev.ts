@@ -1,9 +1,11 @@
-import type { Command } from 'commander';
+import os from 'node:os';
+import { Option, type Command } from 'commander';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
-import { integerIn } from './arguments.js';
+import { DEFAULT_RESERVE } from './agent-docker.js';
+import { integerIn, usageError } from './arguments.js';
 import { readOrCreateDevSecret } from './dev-secret.js';
-import { serverContext, type Cli } from './io.js';
+import { serverContext, type Cli, type Env } from './io.js';
 import { shutdownWithin, waitForShutdown } from './signals.js';
 
 /** `steady dev`: like `nomad agent -dev`. Runs until SIGTERM/SIGINT. */
@@ -18,18 +20,33 @@ export function addDevCommand(program: Command, cli: Cli): Command {
     )
     .option('--nodes <n>', 'how many simulated nodes', integerIn(0, 1000), 3)
     .option('--start-delay <ms>', 'how long a simulated start takes, in milliseconds', integerIn(0, Number.MAX_SAFE_INTEGER), 1_000)
-    .action(async (options: { nodes: number; startDelay: number }) => {
+    .addOption(new Option('--runtime <runtime>', "simulated nodes, or one real node on the local Docker engine (DOCKER_HOST, else /var/run/docker.sock)").choices(['simulated', 'docker']).default('simulated'))
+    .option('--network <mode>', "with --runtime docker: the containers' network mode", 'bridge')
+    .action(async (options: DevOptions, command: Command) => {
+      if (options.runtime === 'docker' && (command.getOptionValueSource('nodes') === 'cli' || command.getOptionValueSource('startDelay') === 'cli')) {
+        usageError(command, '--nodes and --start-delay are for simulated nodes; --runtime docker runs one real node');
+      }
       const { config, logger } = await serverContext(cli);
-      await runDev(options, config, logger, cli.signal);
+      await runDev(options, config, logger, cli.env, cli.signal);
     });
 }
 
-async function runDev(options: { nodes: number; startDelay: number }, baseConfig: Config, logger: Logger, abort?: AbortSignal): Promise<void> {
-  const { nodes, startDelay: startDelayMs } = options;
+interface DevOptions {
+  readonly nodes: number;
+  readonly startDelay: number;
+  readonly runtime: 'simulated' | 'docker';
+  readonly network: string;
+}
+
+async function runDev(options: DevOptions, baseConfig: Config, logger: Logger, env: Env, abort?: AbortSignal): Promise<void> {
+  const { startDelay: startDelayMs } = options;
+  const docker = options.runtime === 'docker';
+  const nodes = docker ? 1 : options.nodes;
   // Loaded here, not at the top: the definition of every command is read for any `steady …`.
-  const [{ startDaemon }, { startSimulatedNodes }, { createTokenMinter, signToken }] = await Promise.all([
+  const [{ startDaemon }, { startSimulatedNodes }, { startDockerNode }, { createTokenMinter, signToken }] = await Promise.all([
     import('../daemon.js'),
     import('../agent/simulator.js'),
+    import('../agent/docker/docker-node.js'),
     import('../api/tokens.js'),
   ]);
   // A generated secret is kept in the data directory, so tokens stay valid across restarts.
@@ -42,38 +59,60 @@ async function runDev(options: { nodes: number; startDelay: number }, baseConfig
   });
   const daemon = await startDaemon(config, logger, 'all', { migrate: true });
   const url = `http://${config.host === '0.0.0.0' ? '127.0.0.1' : config.host}:${daemon.server.port}`;
+  const nodeToken = createTokenMinter(secret, { roles: ['node'], ttlSec: 3600 });
+  const dockerName = os.hostname();
+  let dockerNode: Awaited<ReturnType<typeof startDockerNode>> | null = null;
+  try {
+    dockerNode = docker
+      ? await startDockerNode({
+          apiUrl: url,
+          token: () => nodeToken(dockerName),
+          name: dockerName,
+          dockerHost: env.DOCKER_HOST,
+          networkMode: options.network,
+          capacity: { reserveCpuCores: DEFAULT_RESERVE.cpuCores, reserveMemoryMb: DEFAULT_RESERVE.memoryMb },
+          logger,
+        })
+      : null;
+  } catch (err) {
+    await daemon.stop();
+    throw err;
+  }
   const simulation =
-    nodes > 0
+    !docker && nodes > 0
       ? startSimulatedNodes({
           apiUrl: url,
           nodes,
           namePrefix: 'dev-node',
           startDelayMs,
           logger: logger.child({ component: 'agent' }),
-          tokenFor: createTokenMinter(secret, { roles: ['node'], ttlSec: 3600 }),
+          tokenFor: nodeToken,
         })
       : null;
   await simulation?.ready();
+  await dockerNode?.agent.registered;
   const token = await signToken(secret, { sub: 'demo', ttlSec: 30 * 24 * 3600 });
-  process.stdout.write(banner(url, token, nodes, config));
+  process.stdout.write(banner(url, token, dockerNode ? `1 Docker node (${dockerNode.name}), containers on ${dockerNode.engine.host}` : `${nodes} simulated`, config));
 
   const signal = await waitForShutdown(abort);
   logger.info({ signal }, 'shutting down');
   await shutdownWithin(10_000, async () => {
     await simulation?.stop();
+    // The Docker node's containers keep running: the next start adopts them.
+    await dockerNode?.stop();
     await daemon.stop();
   });
   logger.info('stopped');
   logger.flush();
 }
 
-function banner(url: string, token: string, nodes: number, config: Config): string {
+function banner(url: string, token: string, nodes: string, config: Config): string {
   return `
 steady dev is running
   dashboard  ${url}/#token=${token}
   API        ${url}   (OpenAPI: ${url}/openapi.json)
   database   ${config.databaseUrl === null ? `embedded, in ${config.dataDir}` : 'DATABASE_URL'}
-  nodes      ${nodes} simulated
+  nodes      ${nodes}
   token      ${token}
              (user "demo", valid 30 days; mint others with: npx steady token --sub NAME)
 

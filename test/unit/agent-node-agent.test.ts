@@ -533,6 +533,7 @@ describe('steady agent (runAgent in-process)', () => {
     const controller = new AbortController();
     const parsed = parseAgentArgs(['--simulate', '--api', api.url, '--nodes', '2', '--name-prefix', 'cli', '--start-delay', '10ms', '--heartbeat', '20ms', '--fail-rate', '0']);
     if (!parsed.ok) throw new Error(parsed.message);
+    if (!('args' in parsed)) throw new Error('expected simulated nodes');
     const exit = runAgent(
       parsed.args,
       config,

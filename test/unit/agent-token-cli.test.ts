@@ -46,6 +46,7 @@ async function runAgentCli(args: readonly string[]): Promise<number> {
 function agentArgs(argv: readonly string[]): AgentArgs {
   const parsed = parseAgentArgs(argv);
   if (!parsed.ok) throw new Error(parsed.message);
+  if (!('args' in parsed)) throw new Error('expected simulated nodes');
   return parsed.args;
 }
 
@@ -146,8 +147,42 @@ describe('steady agent arguments', () => {
     expect(parsed).toMatchObject({ ok: true, args: { apiUrl: 'http://api:8080', nodes: 3, failRate: 0.25, startDelayMs: 500, heartbeatMs: 2000 } });
   });
 
+  it('parses a Docker node: capacity from flags or the machine, reserves, stop timeout in whole seconds', () => {
+    expect(parseAgentArgs(['--runtime', 'docker'])).toEqual({
+      ok: true,
+      docker: {
+        apiUrl: 'http://127.0.0.1:8080',
+        token: null,
+        name: null,
+        dockerHost: null,
+        network: 'bridge',
+        cpuCores: null,
+        memoryMb: null,
+        storageGb: null,
+        gpus: null,
+        reserveCpuCores: 0.5,
+        reserveMemoryMb: 512,
+        stopTimeoutSec: 10,
+        heartbeatMs: 5000,
+      },
+    });
+    const args = ['--runtime', 'docker', '--name', 'n1', '--docker-host', 'unix:///d.sock', '--network', 'none', '--cpu', '1.5', '--memory-mb', '2048', '--storage-gb', '20', '--gpus', '1', '--reserve-cpu', '0', '--stop-timeout', '1500ms'];
+    expect(parseAgentArgs(args)).toMatchObject({
+      ok: true,
+      docker: { name: 'n1', dockerHost: 'unix:///d.sock', network: 'none', cpuCores: 1.5, memoryMb: 2048, storageGb: 20, gpus: 1, reserveCpuCores: 0, stopTimeoutSec: 2 },
+    });
+  });
+
   it.each([
-    [[], '--simulate is required'],
+    [[], '--runtime docker or --simulate is required'],
+    [['--simulate', '--runtime', 'docker'], 'exclude each other'],
+    [['--runtime', 'containerd'], '--runtime'],
+    [['--runtime', 'docker', '--nodes', '2'], '--nodes cannot be used with --runtime docker'],
+    [['--simulate', '--network', 'none'], '--network cannot be used with --runtime simulated'],
+    [['--runtime', 'docker', '--cpu', '-1'], '--cpu'],
+    [['--runtime', 'docker', '--memory-mb', 'lots'], '--memory-mb'],
+    [['--runtime', 'docker', '--name', 'a b'], '--name'],
+    [['--runtime', 'docker', '--stop-timeout', 'never'], '--stop-timeout'],
     [['--simulate', '--api', 'api:8080'], '--api'],
     [['--simulate', '--nodes', '0'], '--nodes'],
     [['--simulate', '--nodes', '2.5'], '--nodes'],

@@ -190,6 +190,7 @@ describe('compose.yaml', () => {
   it('points the agents at the api service on the port it listens on, and publishes that port', () => {
     const parsed = parseAgentArgs(compose.services.agents.command.slice(1));
     if (!parsed.ok) throw new Error(parsed.message);
+    if (!('args' in parsed)) throw new Error('expected simulated nodes');
     const url = new URL(parsed.args.apiUrl);
     expect(Object.keys(compose.services)).toContain(url.hostname);
     const apiPort = Number(compose.services.api.environment.PORT ?? /^ENV[\s\S]*?\bPORT=(\d+)/m.exec(dockerfile)?.[1]);
