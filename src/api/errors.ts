@@ -91,7 +91,11 @@ export function createErrorHandler(logger: Logger): ErrorHandler {
     }
     if (err instanceof HTTPException) {
       const [code, message] = HTTP_EXCEPTION_CODES[err.status] ?? ['http_error', err.message || 'request failed'];
-      return errorResponse(c, err.status as ContentfulStatusCode, { error: { code, message } });
+      // Refused before its body was read: the rest of the body is still on its way, so this
+      // connection cannot carry another request. Say so, or the client reuses it and meets a closed
+      // socket; the server reads out what is still coming before it lets go (lingering-close.ts).
+      const headers: Record<string, string> = err.status === 413 ? { Connection: 'close' } : {};
+      return errorResponse(c, err.status as ContentfulStatusCode, { error: { code, message } }, headers);
     }
     if (isTransientDbError(err) || isDatabaseGone(err)) {
       logger.warn({ err }, 'database unavailable');

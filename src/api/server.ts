@@ -2,6 +2,7 @@ import { serve } from '@hono/node-server';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { App } from './app.js';
+import { closeConnectionsLingering, type LingerBounds } from './lingering-close.js';
 
 export interface RunningServer {
   /** The bound port (useful with port 0). */
@@ -15,6 +16,8 @@ export interface ServeOptions {
   readonly port: number;
   /** After this long, connections still open are cut; 10 s by default (the SIGTERM budget). */
   readonly shutdownTimeoutMs?: number;
+  /** How long, and for how many bytes, a closing connection keeps reading what its client still sends. */
+  readonly linger?: LingerBounds;
 }
 
 export async function serveApi(app: App, options: ServeOptions): Promise<RunningServer> {
@@ -23,6 +26,7 @@ export async function serveApi(app: App, options: ServeOptions): Promise<Running
     s.once('listening', () => resolve(s));
     s.once('error', reject);
   });
+  closeConnectionsLingering(server, options.linger);
   const port = (server.address() as AddressInfo).port;
   let closing: Promise<void> | null = null;
   return {
