@@ -7,8 +7,9 @@ export default defineConfig({
     exclude: [...configDefaults.exclude, 'test/image/**'],
     globalSetup: ['test/support/global-setup.ts'],
     pool: 'forks',
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
+    // Generous: tests wait for conditions, never for a time (test/support/patience.ts).
+    testTimeout: 300_000,
+    hookTimeout: 300_000,
     teardownTimeout: 20_000,
   },
 });

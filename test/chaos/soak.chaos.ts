@@ -21,6 +21,7 @@ import {
   type Answer,
   type ChaosProcess,
 } from '../support/chaos-cluster.js';
+import { PATIENCE_MS } from '../support/patience.js';
 
 /**
  * Scenario 6 of issue 7, load held (long mode only): 30 minutes (STEADY_SOAK_MINUTES) of mixed load —
@@ -151,7 +152,7 @@ describe('load held', () => {
     })();
     await Promise.all([...Array.from({ length: 4 }, worker), sampler]);
 
-    await waitUntilClean('convergence after the soak', () => unconvergedDeployments(db), 60_000);
+    await waitUntilClean('convergence after the soak', () => unconvergedDeployments(db), PATIENCE_MS);
     expect(await overcommittedNodes(db)).toEqual([]);
 
     // Memory levels off: after a warm-up, the last third of the run is not materially above the middle third.

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { TEST_JWT_SECRET } from '../support/context.js';
 import { runSteady, startSteady } from '../support/processes.js';
+import { LONG_TEST_MS, PATIENCE_MS } from '../support/patience.js';
 import { SseReader } from '../support/sse.js';
 
 const tmpDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'steady-e2e-'));
@@ -40,7 +41,7 @@ describe('steady migrate', () => {
       expect(pendingSql.output).toMatch(/-- 0002_controller[\s\S]*ALTER TABLE deployments[\s\S]*-- 0003_node_allocation[\s\S]*-- 0004_allocation_arrays[\s\S]*-- 0005_events/);
       expect(pendingSql.output).not.toContain('CREATE TABLE deployments');
       expect((await runSteady(['migrate', 'up'], env)).output).toMatch(/applied 0002_controller[\s\S]*applied 0003_node_allocation[\s\S]*applied 0004_allocation_arrays[\s\S]*applied 0005_events/);
-    }, 120_000);
+    }, LONG_TEST_MS);
   }
 
   it('explains bad usage with exit code 2', async () => {
@@ -69,7 +70,7 @@ describe('steady dev', () => {
     const dir = tmpDir();
     const env = { ...NO_DB, STEADY_DATA_DIR: dir, PORT: '0', STEADY_CONCURRENCY: '2' };
     const first = startSteady(['dev', '--nodes', '1'], env);
-    const [, url] = await first.waitFor(/API\s+(http:\/\/\S+)/, 60_000);
+    const [, url] = await first.waitFor(/API\s+(http:\/\/\S+)/, PATIENCE_MS);
     const [, token] = await first.waitFor(/token\s+(\S+)/);
     const health = await fetch(`${url}/readyz`);
     expect(health.status).toBe(200);
@@ -83,10 +84,9 @@ describe('steady dev', () => {
     expect(second.code).toBe(1);
     expect(second.output).toContain(`data directory ${dir} is in use by process ${first.child.pid}`);
 
-    const stoppedAt = Date.now();
+    // Exit code 0: a clean stop within the daemon's own 10 s budget (past it, it exits 1).
     first.kill('SIGTERM');
     expect(await first.exited()).toBe(0);
-    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
     await events.until((r) => r.ended !== null, 'the end of the event stream');
     expect(events.ended).toBe('done');
     expect(fs.existsSync(path.join(dir, 'steady.lock'))).toBe(false);
@@ -94,13 +94,13 @@ describe('steady dev', () => {
     // A lock left by a process killed with SIGKILL names a pid that no longer exists.
     fs.writeFileSync(path.join(dir, 'steady.lock'), '999999\n');
     const third = startSteady(['dev', '--nodes', '0'], env);
-    const [, url3] = await third.waitFor(/API\s+(http:\/\/\S+)/, 60_000);
+    const [, url3] = await third.waitFor(/API\s+(http:\/\/\S+)/, PATIENCE_MS);
     // Same secret from the data directory: the first run's token is still good.
     const again = await fetch(`${url3}/api/deployment/list`, { headers: { Authorization: `Bearer ${token}` } });
     expect(again.status).toBe(200);
     third.kill('SIGTERM');
     expect(await third.exited()).toBe(0);
-  }, 150_000);
+  }, LONG_TEST_MS);
 });
 
 describe('steady serve with simulated agents in their own processes', () => {
@@ -116,7 +116,7 @@ describe('steady serve with simulated agents in their own processes', () => {
     const env = { DATABASE_URL: testDb.url!, JWT_SECRET: TEST_JWT_SECRET, PORT: '0', STEADY_RESYNC_PERIOD: '2s' };
     const server = startSteady(['serve', '--role', 'all'], env);
     try {
-      const [, url] = await server.waitFor(/"url":"(http:\/\/[^"]+)"/, 60_000);
+      const [, url] = await server.waitFor(/"url":"(http:\/\/[^"]+)"/, PATIENCE_MS);
       const agents = startSteady(['agent', '--simulate', '--api', url!, '--nodes', '2', '--start-delay', '100', '--heartbeat', '300'], env);
       try {
         const token = (await runSteady(['token', '--sub', 'e2e-user'], env)).output.trim();
@@ -131,7 +131,7 @@ describe('steady serve with simulated agents in their own processes', () => {
         expect(created.status).toBe(201);
         const { deployment_id: id } = (await created.json()) as { deployment_id: string };
         const status = async () => (await (await fetch(`${url}/api/deployment/status/${id}`, { headers })).json()) as { status: string; health: string };
-        await expect.poll(async () => (await status()).status, { timeout: 20_000, interval: 200 }).toBe('running');
+        await expect.poll(async () => (await status()).status, { timeout: PATIENCE_MS, interval: 200 }).toBe('running');
         expect((await status()).health).toBe('healthy');
         // The agents' reports, through the API process, reach the stream: every replica running, and the deployment healthy.
         await events.until((r) => r.data('replica').filter((e) => e.status === 'running').length === 3, 'three running replicas');
@@ -145,5 +145,5 @@ describe('steady serve with simulated agents in their own processes', () => {
       server.kill('SIGTERM');
       expect(await server.exited()).toBe(0);
     }
-  }, 120_000);
+  }, LONG_TEST_MS);
 });

@@ -14,6 +14,7 @@ import {
   waitUntilClean,
   type ChaosProcess,
 } from '../support/chaos-cluster.js';
+import { LONG_TEST_MS, PATIENCE_MS } from '../support/patience.js';
 
 /**
  * Scenario 3 of issue 7, lost nodes and flapping. Three agent processes: "stay" (3 nodes), "flap"
@@ -58,7 +59,7 @@ describe('lost nodes and flapping', () => {
     flap = await startAgents('agents-flap', url, env, { nodes: 1, prefix: 'flap', ...agents });
     lost = await startAgents('agents-lost', url, env, { nodes: 2, prefix: 'lost', ...agents });
     procs.push(flap, lost);
-  }, 180_000);
+  }, LONG_TEST_MS);
 
   afterAll(async () => {
     if (flap?.alive) flap.kill('SIGCONT');
@@ -108,8 +109,8 @@ describe('lost nodes and flapping', () => {
       });
       expect(a.status, a.text).toBe(201);
     }
-    await waitUntilClean('initial convergence', () => unconvergedDeployments(db), 30_000);
-    await waitUntilClean('every replica running', notAllRunning, 30_000);
+    await waitUntilClean('initial convergence', () => unconvergedDeployments(db), PATIENCE_MS);
+    await waitUntilClean('every replica running', notAllRunning, PATIENCE_MS);
     const before = await replicas();
     expect(before.filter((r) => r.node === 'flap-1').length).toBeGreaterThan(0);
     expect(before.filter((r) => r.node?.startsWith('lost-')).length).toBeGreaterThan(0);
@@ -125,7 +126,7 @@ describe('lost nodes and flapping', () => {
     // 2. A pause past the grace period but inside the eviction timeout: not_ready, then ready again, nothing moved.
     const longFlap = await pauseFlap(GRACE_MS + EVICTION_MS / 2);
     expect(longFlap.has('not_ready')).toBe(true);
-    await waitUntilClean('flap node ready again', async () => (await nodeStatus('flap')).filter((s) => s !== 'ready'), 10_000, 100);
+    await waitUntilClean('flap node ready again', async () => (await nodeStatus('flap')).filter((s) => s !== 'ready'), PATIENCE_MS, 100);
     await sleep(1_500);
     expect(await replicas()).toEqual(before);
     expect(await historyCount()).toBe(historyBefore);
@@ -155,8 +156,8 @@ describe('lost nodes and flapping', () => {
     expect(stillThereAtMs).toBeGreaterThan(GRACE_MS + EVICTION_MS - 1_000);
 
     // After: the same targets, all running, none on the lost nodes, nothing else moved.
-    await waitUntilClean('convergence after the loss', () => unconvergedDeployments(db), 15_000);
-    await waitUntilClean('replacements running', notAllRunning, 15_000);
+    await waitUntilClean('convergence after the loss', () => unconvergedDeployments(db), PATIENCE_MS);
+    await waitUntilClean('replacements running', notAllRunning, PATIENCE_MS);
     const after = await replicas();
     const active = after.filter((r) => ['pending', 'starting', 'running'].includes(r.status));
     expect(active.filter((r) => r.node === null || r.node.startsWith('lost-'))).toEqual([]);
@@ -170,5 +171,5 @@ describe('lost nodes and flapping', () => {
         `kept ${Math.round(stillThereAtMs)} ms after the kill (grace ${GRACE_MS} + eviction ${EVICTION_MS} ms), evicted ` +
         `${Math.round(Math.min(...evictions.map((e) => Number(e.gap_ms))))} ms after the last heartbeat, replaced elsewhere`,
     );
-  }, 180_000);
+  }, LONG_TEST_MS);
 });

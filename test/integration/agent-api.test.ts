@@ -8,6 +8,7 @@ import { loadConfig } from '../../src/config.js';
 import { systemClock } from '../../src/context.js';
 import { createMetrics } from '../../src/metrics.js';
 import { describeBackends } from '../support/databases.js';
+import { until } from '../support/patience.js';
 
 /**
  * Simulated node agents against the real API over real HTTP, on both backends. No controller runs:
@@ -56,11 +57,7 @@ describeBackends('node agents against the real API', (t) => {
         .executeTakeFirstOrThrow()
     ).id;
   async function waitForStatus(id: string, status: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while ((await replica(id)).status !== status) {
-      if (Date.now() > deadline) throw new Error(`replica ${id} never became ${status} (is ${(await replica(id)).status})`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until(`replica ${id} becoming ${status}`, async () => (await replica(id)).status === status);
   }
 
   it('registers every node with its capacity and keeps its heartbeat fresh', async () => {
@@ -69,9 +66,10 @@ describeBackends('node agents against the real API', (t) => {
       ['it-1', 'ready', 4, 8192],
       ['it-2', 'ready', 4, 8192],
     ]);
-    await new Promise((r) => setTimeout(r, 200));
-    const fresh = await db().selectFrom('nodes').select('last_heartbeat_at').execute();
-    for (const n of fresh) expect(Date.now() - new Date(n.last_heartbeat_at!).getTime()).toBeLessThan(2_000);
+    // Fresh: every node's heartbeat moves on past the one just read.
+    const heartbeats = async () => (await db().selectFrom('nodes').select('last_heartbeat_at').orderBy('name').execute()).map((n) => new Date(n.last_heartbeat_at!).getTime());
+    const seen = await heartbeats();
+    await until('newer heartbeats from every node', async () => (await heartbeats()).every((t, i) => t > seen[i]!));
   });
 
   it('runs placed replicas (pending → starting → running, with a container id) and stops them on request', async () => {
@@ -93,10 +91,6 @@ describeBackends('node agents against the real API', (t) => {
     sim.nodes[0]!.runtime.crash(id);
     await waitForStatus(id, 'failed');
     expect((await replica(id)).reason).toContain('SimulatedCrash');
-    const deadline = Date.now() + 5_000;
-    while ((await sim.nodes[0]!.runtime.list()).some((c) => c.replicaId === id)) {
-      if (Date.now() > deadline) throw new Error('container of the failed replica was never removed');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await until('the failed replica’s container removed', async () => !(await sim.nodes[0]!.runtime.list()).some((c) => c.replicaId === id));
   });
 });

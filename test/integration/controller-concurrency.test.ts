@@ -15,6 +15,7 @@ import {
   setDeploymentStatus,
   setTarget,
 } from '../support/fixtures.js';
+import { PATIENCE_MS } from '../support/patience.js';
 
 const DEPLOYMENTS = 40;
 const OPERATIONS = 400;
@@ -84,7 +85,7 @@ describe('three controllers against one PostgreSQL, all acting at once', () => {
               <> CASE WHEN d.status IN ('stopped', 'deleted', 'failed') THEN 0 ELSE d.target_replicas END`.execute(db);
       return rows[0]!.n;
     };
-    await expect.poll(unconverged, { timeout: 30_000, interval: 100 }).toBe(0);
+    await expect.poll(unconverged, { timeout: PATIENCE_MS, interval: 100 }).toBe(0);
     agentsRunning = false;
     await agents;
     await Promise.all(controllers.map((c) => c.idle()));

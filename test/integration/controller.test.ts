@@ -18,8 +18,9 @@ import {
   setTarget,
   softDelete,
 } from '../support/fixtures.js';
+import { PATIENCE_MS } from '../support/patience.js';
 
-const WAIT = { timeout: 10_000, interval: 20 };
+const WAIT = { timeout: PATIENCE_MS, interval: 20 };
 
 for (const backend of BACKENDS) {
   describe(`controller [${backend}]`, () => {

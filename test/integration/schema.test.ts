@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { expect, it } from 'vitest';
 import { describeBackends } from '../support/databases.js';
+import { PATIENCE_MS } from '../support/patience.js';
 
 /** The seed's testing checklist, on every backend. */
 describeBackends('schema', (t) => {
@@ -136,7 +137,7 @@ describeBackends('schema', (t) => {
         await trx.updateTable('deployment_replicas').set({ status: 'starting' }).where('deployment_id', '=', d.id).execute();
       });
       await db().updateTable('deployment_replicas').set({ status: 'running' }).where('deployment_id', '=', d.id).execute();
-      await expect.poll(() => received.length, { timeout: 5_000 }).toBe(3);
+      await expect.poll(() => received.length, { timeout: PATIENCE_MS }).toBe(3);
       expect(received).toEqual([d.id, d.id, d.id]);
     } finally {
       await listener.close();

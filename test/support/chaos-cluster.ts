@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { sql, type Kysely } from 'kysely';
 import { signToken } from '../../src/api/tokens.js';
 import type { Tables } from '../../src/db/tables.js';
+import { PATIENCE_MS } from './patience.js';
 
 /**
  * Real steady processes for the fault scenarios (test/e2e/faults-*.test.ts, test/chaos/*.chaos.ts):
@@ -97,7 +98,7 @@ export function spawnSteady(name: string, args: readonly string[], env: Record<s
     get alive() {
       return alive;
     },
-    waitFor(pattern, timeoutMs = 60_000) {
+    waitFor(pattern, timeoutMs = PATIENCE_MS) {
       const already = tail.match(pattern);
       if (already) return Promise.resolve(already);
       return new Promise((resolve, reject) => {
@@ -145,7 +146,7 @@ export async function startServe(
 ): Promise<{ proc: ChaosProcess; url: string }> {
   const proc = spawnSteady(name, ['serve', '--role', role, ...extraArgs], env);
   try {
-    const [, url] = await proc.waitFor(/"url":"(http:\/\/[^"]+)".*steady is up/, 90_000);
+    const [, url] = await proc.waitFor(/"url":"(http:\/\/[^"]+)".*steady is up/);
     return { proc, url: url! };
   } catch (err) {
     // Never leave a process behind that no test holds (it needs LOG_LEVEL info or lower to say it is up).
@@ -166,7 +167,7 @@ export async function startAgents(
   if (options.failRate !== undefined) args.push('--fail-rate', String(options.failRate));
   const proc = spawnSteady(name, args, env);
   try {
-    await proc.waitFor(/simulated node agents started/, 90_000);
+    await proc.waitFor(/simulated node agents started/);
   } catch (err) {
     proc.kill('SIGKILL');
     throw err;

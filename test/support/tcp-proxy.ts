@@ -1,14 +1,21 @@
 import net from 'node:net';
 
-/** A TCP proxy to a local port that a test can cut (every connection reset, new ones refused) and restore. */
+/**
+ * A TCP proxy to a local port that a test can cut (every connection reset, new ones refused) and
+ * restore, and point elsewhere: one address for clients while what is behind it is replaced, as a
+ * Service, a load balancer or a Patroni/HAProxy endpoint is.
+ */
 export interface TcpProxy {
   readonly port: number;
   cut(): void;
   restore(): void;
+  /** New connections go to this port from now on. */
+  retarget(port: number): void;
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+export async function startTcpProxy(initialPort: number, targetHost = '127.0.0.1'): Promise<TcpProxy> {
+  let targetPort = initialPort;
   const sockets = new Set<net.Socket>();
   let refusing = false;
   const server = net.createServer((client) => {
@@ -38,6 +45,9 @@ export async function startTcpProxy(targetPort: number, targetHost = '127.0.0.1'
     },
     restore() {
       refusing = false;
+    },
+    retarget(port) {
+      targetPort = port;
     },
     close() {
       for (const s of sockets) s.destroy();

@@ -15,6 +15,7 @@ import { parseAgentArgs, runAgent } from '../../src/cli/agent.js';
 import { createTokenMinter } from '../../src/api/tokens.js';
 import { loadConfig } from '../../src/config.js';
 import type { Logger } from '../../src/logger.js';
+import { PATIENCE_MS } from '../support/patience.js';
 
 /**
  * An in-process fake of the agent side of the API (DESIGN.md section 3): a test double of the peer
@@ -180,7 +181,7 @@ function captureLogger(): { logger: Logger; lines: () => Record<string, unknown>
   return { logger: pino({ level: 'debug' }, stream), lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) };
 }
 
-async function waitFor(condition: () => boolean, timeoutMs = 5_000, what = 'condition'): Promise<void> {
+async function waitFor(condition: () => boolean, timeoutMs = PATIENCE_MS, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -210,7 +211,7 @@ interface AgentSetup {
 }
 
 async function setup(
-  options: { name?: string; startDelayMs?: number; failRate?: number; heartbeatMs?: number; runtime?: SimulatedRuntime; api?: FakeApi; apiUrl?: string; token?: string } = {},
+  options: { name?: string; startDelayMs?: number; failRate?: number; heartbeatMs?: number; retryBaseMs?: number; runtime?: SimulatedRuntime; api?: FakeApi; apiUrl?: string; token?: string } = {},
 ): Promise<AgentSetup> {
   const api = options.api ?? new FakeApi();
   if (!options.api && !options.apiUrl) {
@@ -223,12 +224,12 @@ async function setup(
   const agent = new NodeAgent({
     name,
     capacity: { cpuCores: 4, memoryMb: 8192, gpuUnits: 0, storageGb: 100 },
-    client: new AgentClient({ apiUrl: options.apiUrl ?? api.url, token: options.token ?? (() => mint(name)), timeoutMs: 1_000 }),
+    client: new AgentClient({ apiUrl: options.apiUrl ?? api.url, token: options.token ?? (() => mint(name)), timeoutMs: 30_000 }),
     runtime,
     logger,
     heartbeatMs: options.heartbeatMs ?? 20,
-    retryBaseMs: 20,
-    retryMaxMs: 80,
+    retryBaseMs: options.retryBaseMs ?? 20,
+    retryMaxMs: Math.max(80, options.retryBaseMs ?? 0),
     random: () => 1,
   });
   cleanups.push(() => agent.stop());
@@ -242,7 +243,7 @@ async function registered(s: AgentSetup): Promise<void> {
 
 async function passes(agent: NodeAgent, n: number): Promise<void> {
   const target = agent.passes + n;
-  await waitFor(() => agent.passes >= target, 5_000, `${n} heartbeat passes`);
+  await waitFor(() => agent.passes >= target, PATIENCE_MS, `${n} heartbeat passes`);
 }
 
 describe('NodeAgent against a fake of the agent protocol', () => {
@@ -257,7 +258,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const s = await setup({ startDelayMs: 30 });
     await registered(s);
     const id = s.api.addReplica('node-a');
-    await waitFor(() => s.api.status(id) === 'running', 5_000, 'running');
+    await waitFor(() => s.api.status(id) === 'running', PATIENCE_MS, 'running');
     expect(s.api.reportsFor(id).map((r) => [r.status, r.code])).toEqual([
       ['starting', 200],
       ['running', 200],
@@ -265,14 +266,14 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     expect(s.api.replicas.get(id)?.containerId).toBe(`node-a-${id}`);
     expect(s.runtime.runningReplicaIds()).toEqual([id]);
     // The API has the report before the agent has the answer: wait for the agent's line.
-    await waitFor(() => s.logs().some((l) => l.msg === 'replica running' && l.replica_id === id), 5_000, 'log line');
+    await waitFor(() => s.logs().some((l) => l.msg === 'replica running' && l.replica_id === id), PATIENCE_MS, 'log line');
   });
 
   it('never starts a replica twice while heartbeats repeat during a slow start and after it', async () => {
     const s = await setup({ startDelayMs: 150, heartbeatMs: 10 });
     await registered(s);
     const ids = [s.api.addReplica('node-a'), s.api.addReplica('node-a')];
-    await waitFor(() => ids.every((id) => s.api.status(id) === 'running'), 5_000, 'running');
+    await waitFor(() => ids.every((id) => s.api.status(id) === 'running'), PATIENCE_MS, 'running');
     await passes(s.agent, 10);
     for (const id of ids) {
       expect(s.runtime.startCounts.get(id)).toBe(1);
@@ -286,7 +287,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const id = s.api.addReplica('node-a');
     await waitFor(() => s.api.status(id) === 'running');
     s.api.replicas.get(id)!.status = 'stopping';
-    await waitFor(() => s.api.status(id) === 'stopped', 5_000, 'stopped');
+    await waitFor(() => s.api.status(id) === 'stopped', PATIENCE_MS, 'stopped');
     expect(s.runtime.runningReplicaIds()).toEqual([]);
     await passes(s.agent, 3);
     expect(s.api.reportsFor(id).filter((r) => r.status === 'stopped')).toHaveLength(1);
@@ -304,7 +305,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const s = await setup({ failRate: 1 });
     await registered(s);
     const id = s.api.addReplica('node-a');
-    await waitFor(() => s.api.status(id) === 'failed', 5_000, 'failed');
+    await waitFor(() => s.api.status(id) === 'failed', PATIENCE_MS, 'failed');
     expect(s.api.replicas.get(id)?.reason).toMatch(/^SimulatedFailure: nginx:1.27 exited with code 1/);
     await passes(s.agent, 5);
     expect(s.runtime.startCounts.get(id)).toBe(1);
@@ -317,7 +318,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const id = s.api.addReplica('node-a');
     await waitFor(() => s.api.status(id) === 'running');
     expect(s.runtime.crash(id)).toBe(true);
-    await waitFor(() => s.api.status(id) === 'failed', 5_000, 'failed');
+    await waitFor(() => s.api.status(id) === 'failed', PATIENCE_MS, 'failed');
     expect(s.api.replicas.get(id)?.reason).toBe('SimulatedCrash: container exited with code 137');
     await passes(s.agent, 3);
     expect(await s.runtime.list()).toEqual([]);
@@ -357,7 +358,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const id = s.api.addReplica('node-a');
     await waitFor(() => s.api.status(id) === 'starting');
     s.api.replicas.get(id)!.status = 'failed'; // for example NodeLost, decided while the start was under way
-    await waitFor(() => s.api.reportsFor(id).some((r) => r.status === 'running'), 5_000, 'running report');
+    await waitFor(() => s.api.reportsFor(id).some((r) => r.status === 'running'), PATIENCE_MS, 'running report');
     await passes(s.agent, 3);
     expect(s.api.reportsFor(id).map((r) => [r.status, r.code])).toEqual([
       ['starting', 200],
@@ -371,14 +372,13 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const s = await setup();
     s.api.unavailable = true;
     s.agent.start();
-    await waitFor(() => s.api.requests.length >= 5, 5_000, 'five attempts');
+    await waitFor(() => s.api.requests.length >= 5, PATIENCE_MS, 'five attempts');
     const gaps = s.api.requests.slice(0, 5).map((r, i, all) => (i === 0 ? 0 : r.at - all[i - 1]!.at)).slice(1);
     // random() = 1 → the full delay: 20, 40, 80, 80 (capped).
     expect(gaps[0]).toBeGreaterThanOrEqual(18);
     expect(gaps[1]).toBeGreaterThanOrEqual(38);
     expect(gaps[2]).toBeGreaterThanOrEqual(78);
     expect(gaps[3]).toBeGreaterThanOrEqual(78);
-    expect(gaps[3]).toBeLessThan(1_000); // the cap itself is checked exactly in retryDelayMs's test
     expect(s.logs().filter((l) => l.msg === 'API unavailable; retrying with backoff, containers keep running')).toHaveLength(1);
     s.api.unavailable = false;
     expect(await s.agent.registered).toBe(true);
@@ -394,7 +394,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     await waitFor(() => s.api.status(id) === 'running');
     s.api.unavailable = true;
     const before = s.api.requests.length;
-    await waitFor(() => s.api.requests.length >= before + 3, 5_000, 'failed heartbeats');
+    await waitFor(() => s.api.requests.length >= before + 3, PATIENCE_MS, 'failed heartbeats');
     expect(s.runtime.runningReplicaIds()).toEqual([id]);
     s.api.unavailable = false;
     await passes(s.agent, 3);
@@ -421,7 +421,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     await registered(s);
     const firstId = s.agent.nodeId;
     s.api.nodes.clear();
-    await waitFor(() => s.api.registrations === 2, 5_000, 'second registration');
+    await waitFor(() => s.api.registrations === 2, PATIENCE_MS, 'second registration');
     await waitFor(() => s.agent.nodeId !== null && s.agent.nodeId !== firstId);
   });
 
@@ -443,7 +443,7 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     first.api.replicas.get(id)!.status = 'starting'; // the `running` report was lost, say
     const second = await setup({ runtime, api: first.api });
     await registered(second);
-    await waitFor(() => first.api.status(id) === 'running', 5_000, 're-report');
+    await waitFor(() => first.api.status(id) === 'running', PATIENCE_MS, 're-report');
     expect(runtime.startCounts.get(id)).toBe(1);
     expect(first.api.reportsFor(id).at(-1)).toMatchObject({ status: 'running', code: 200 });
   });
@@ -458,8 +458,8 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     const runtime = new SimulatedRuntime({ idPrefix: 'node-a' });
     const second = await setup({ runtime, api: first.api });
     await registered(second);
-    await waitFor(() => runtime.runningReplicaIds().includes(id), 5_000, 'restarted container');
-    await waitFor(() => first.api.reportsFor(id).length === 4, 5_000, 'reports after the restart');
+    await waitFor(() => runtime.runningReplicaIds().includes(id), PATIENCE_MS, 'restarted container');
+    await waitFor(() => first.api.reportsFor(id).length === 4, PATIENCE_MS, 'reports after the restart');
     expect(first.api.status(id)).toBe('running');
     expect((await runtime.list())[0]!.containerId).toBe(oldContainer);
     expect(first.api.reportsFor(id).slice(2).map((r) => [r.status, r.code])).toEqual([
@@ -480,14 +480,13 @@ describe('NodeAgent against a fake of the agent protocol', () => {
     expect(s.api.requests.length).toBe(count);
   });
 
-  it('stop() before the API was ever reachable resolves promptly', async () => {
+  it('stop() before the API was ever reachable resolves without waiting out the retry delay', async () => {
     const port = await freePort();
-    const s = await setup({ api: new FakeApi(), apiUrl: `http://127.0.0.1:${port}` });
+    // A retry an hour away: stop() resolving at all shows it does not wait for it.
+    const s = await setup({ api: new FakeApi(), apiUrl: `http://127.0.0.1:${port}`, retryBaseMs: 3_600_000 });
     s.agent.start();
     await new Promise((r) => setTimeout(r, 50));
-    const began = Date.now();
     await s.agent.stop();
-    expect(Date.now() - began).toBeLessThan(500);
     expect(await s.agent.registered).toBe(false);
   });
 });
@@ -540,7 +539,7 @@ describe('steady agent (runAgent in-process)', () => {
       pino({ level: 'silent' }),
       { signal: controller.signal },
     );
-    await waitFor(() => api.nodes.size === 2, 5_000, 'two nodes');
+    await waitFor(() => api.nodes.size === 2, PATIENCE_MS, 'two nodes');
     const id = api.addReplica('cli-2');
     await waitFor(() => api.status(id) === 'running');
     expect(api.requests.every((r) => r.code < 400)).toBe(true); // every node token matched its node
