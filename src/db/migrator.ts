@@ -72,8 +72,9 @@ export class Migrator {
     private readonly migrations: readonly Migration[] = loadMigrations(),
   ) {}
 
+  /** Read-only: a database never migrated is reported as such, and left as it is. */
   async status(): Promise<MigrationState[]> {
-    return this.locked(async (session) => this.readState(session));
+    return this.database.session(async (session) => this.readState(session, false));
   }
 
   /** True when every known migration is applied and nothing unknown is. */
@@ -106,7 +107,26 @@ export class Migrator {
     });
   }
 
-  /** The SQL `up` would run now, without running it. */
+  /**
+   * Tables that rolling back the last `count` migrations would drop while they hold rows, with how
+   * many (counted up to a million). Read-only: the caller decides whether to go on.
+   */
+  async tablesDroppedWithRows(count = 1): Promise<{ table: string; rows: number }[]> {
+    return this.database.session(async (session) => {
+      const applied = (await this.readState(session, false)).filter((m) => m.appliedAt !== null).reverse().slice(0, count);
+      const tables = applied.flatMap((state) => droppedTables(this.migrations.find((m) => m.version === state.version)?.down ?? ''));
+      const found: { table: string; rows: number }[] = [];
+      for (const table of [...new Set(tables)]) {
+        const [exists] = await session.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [table]);
+        if (!exists?.present) continue;
+        const [counted] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} LIMIT 1000000) t`);
+        if (counted && counted.n > 0) found.push({ table, rows: counted.n });
+      }
+      return found;
+    });
+  }
+
+  /** The SQL `up` would run now, without running it. Read-only, like status(). */
   async pendingSql(): Promise<string> {
     const state = await this.status();
     return pending(state, this.migrations)
@@ -125,8 +145,8 @@ export class Migrator {
     return { version: migration.version, name: migration.name, direction, durationMs: performance.now() - started };
   }
 
-  private async readState(session: Session): Promise<MigrationState[]> {
-    const rows = await readApplied(session, true);
+  private async readState(session: Session, tableKnownToExist = true): Promise<MigrationState[]> {
+    const rows = await readApplied(session, tableKnownToExist);
     const applied = new Map(rows.map((r) => [r.version, r.applied_at]));
     return this.migrations.map((m) => ({ version: m.version, name: m.name, appliedAt: applied.get(m.version) ?? null }));
   }
@@ -149,6 +169,14 @@ export class Migrator {
 function pending(state: readonly MigrationState[], migrations: readonly Migration[]): Migration[] {
   const applied = new Set(state.filter((s) => s.appliedAt !== null).map((s) => s.version));
   return migrations.filter((m) => !applied.has(m.version));
+}
+
+/** The tables a script drops (`DROP TABLE [IF EXISTS] a, b`), comments aside. */
+export function droppedTables(sqlText: string): string[] {
+  const code = sqlText.replace(/--[^\n]*/g, '');
+  return [...code.matchAll(/\bDROP\s+TABLE\s+(?:IF\s+EXISTS\s+)?([\w.",\s]+?)\s*(?:CASCADE|RESTRICT)?\s*;/gi)].flatMap((m) =>
+    m[1]!.split(',').map((name) => name.trim().replace(/"/g, '')).filter(Boolean),
+  );
 }
 
 function script(migration: Migration, direction: 'up' | 'down'): string {

@@ -31,6 +31,15 @@ describeBackends(
       return rows.map((r) => r.table_name);
     };
 
+    it('status and sql change nothing on a database never migrated', async () => {
+      const migrator = new Migrator(t().database);
+      expect(await tables()).toEqual([]);
+      expect((await migrator.status()).every((m) => m.appliedAt === null)).toBe(true);
+      expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
+      expect(await migrator.tablesDroppedWithRows(4)).toEqual([]);
+      expect(await tables()).toEqual([]);
+    });
+
     it('applies cleanly, reports status, rolls back cleanly and re-applies', async () => {
       const migrator = new Migrator(t().database);
       expect((await migrator.status()).every((m) => m.appliedAt === null)).toBe(true);
@@ -115,6 +124,22 @@ describeBackends(
       expect(state.find((s) => s.version === '0003')?.appliedAt).not.toBeNull();
       // The session is usable again afterwards.
       expect(await new Migrator(t().database).isCurrent()).toBe(true);
+    });
+
+    it('names the tables a rollback would drop while they hold rows, and changes nothing', async () => {
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const db = t().database.db;
+      // What the earlier tests left: one user and one node; no deployment, no lease.
+      expect((await db.selectFrom('deployments').select('id').execute()).length).toBe(0);
+      const before = await tables();
+      expect(await migrator.tablesDroppedWithRows(1)).toEqual([]);
+      expect(await migrator.tablesDroppedWithRows(4)).toEqual([
+        { table: 'nodes', rows: 1 },
+        { table: 'users', rows: 1 },
+      ]);
+      expect(await tables()).toEqual(before);
+      expect(await migrator.isCurrent()).toBe(true);
     });
   },
   { migrated: false },
