@@ -24,8 +24,11 @@ import { LONG_TEST_MS, PATIENCE_MS } from '../support/patience.js';
  * nodes after grace + eviction, and not a moment before.
  */
 
-const GRACE_MS = 3_000;
-const EVICTION_MS = 4_000;
+// Wide enough that a loaded machine's late heartbeats never pass for a pause (the pauses below are
+// far inside them); the test waits for what it checks, so wider only makes it longer.
+const GRACE_MS = 8_000;
+const EVICTION_MS = 8_000;
+const SHORT_PAUSE_MS = 1_500;
 
 interface ReplicaRow {
   id: string;
@@ -79,6 +82,10 @@ describe('lost nodes and flapping', () => {
   };
   const historyCount = async (): Promise<number> =>
     (await sql<{ n: number }>`SELECT count(*)::int AS n FROM deployment_status_history`.execute(testDb.database.db)).rows[0]!.n;
+  const notRunningDeployments = async (): Promise<string[]> => {
+    const { rows } = await sql<{ id: string }>`SELECT id FROM deployments WHERE status <> 'running'`.execute(testDb.database.db);
+    return rows.map((r) => r.id);
+  };
   const notAllRunning = async (): Promise<string[]> => {
     const { rows } = await sql<{ id: string }>`
       SELECT id FROM deployment_replicas WHERE status IN ('pending', 'starting', 'stopping')`.execute(testDb.database.db);
@@ -111,13 +118,15 @@ describe('lost nodes and flapping', () => {
     }
     await waitUntilClean('initial convergence', () => unconvergedDeployments(db), PATIENCE_MS);
     await waitUntilClean('every replica running', notAllRunning, PATIENCE_MS);
+    // And every deployment has recorded it (the reconcile after the last report writes `running`).
+    await waitUntilClean('every deployment running', notRunningDeployments, PATIENCE_MS);
     const before = await replicas();
     expect(before.filter((r) => r.node === 'flap-1').length).toBeGreaterThan(0);
     expect(before.filter((r) => r.node?.startsWith('lost-')).length).toBeGreaterThan(0);
     const historyBefore = await historyCount();
 
-    // 1. A pause of half the grace period: the node stays ready, nothing changes.
-    const shortFlap = await pauseFlap(GRACE_MS / 2);
+    // 1. A short pause, well inside the grace period: the node stays ready, nothing changes.
+    const shortFlap = await pauseFlap(SHORT_PAUSE_MS);
     expect([...shortFlap]).toEqual(['ready']);
     await sleep(1_500);
     expect(await replicas()).toEqual(before);
@@ -143,7 +152,7 @@ describe('lost nodes and flapping', () => {
       const statuses = onLost.map((r) => now.find((x) => x.id === r.id)!.status);
       if (statuses.every((s) => s === 'running')) stillThereAtMs = performance.now() - killedAt;
       else break;
-      if (performance.now() - killedAt > GRACE_MS + EVICTION_MS + 15_000) throw new Error('lost replicas were never evicted');
+      if (performance.now() - killedAt > GRACE_MS + EVICTION_MS + PATIENCE_MS) throw new Error('lost replicas were never evicted');
       await sleep(100);
     }
     // Not before: every eviction happened at least grace + eviction after the node's last heartbeat.
@@ -153,7 +162,6 @@ describe('lost nodes and flapping', () => {
       WHERE r.id = ANY(${onLost.map((r) => r.id)}::uuid[])`.execute(db);
     expect(evictions.every((e) => e.status === 'failed' && e.reason === 'NodeLost')).toBe(true);
     expect(Math.min(...evictions.map((e) => Number(e.gap_ms)))).toBeGreaterThanOrEqual(GRACE_MS + EVICTION_MS);
-    expect(stillThereAtMs).toBeGreaterThan(GRACE_MS + EVICTION_MS - 1_000);
 
     // After: the same targets, all running, none on the lost nodes, nothing else moved.
     await waitUntilClean('convergence after the loss', () => unconvergedDeployments(db), PATIENCE_MS);
@@ -167,7 +175,7 @@ describe('lost nodes and flapping', () => {
     expect(await overcommittedNodes(db)).toEqual([]);
     expect(procs.flatMap((p) => p.errors.map((e) => `${p.name}: ${e}`))).toEqual([]);
     console.log(
-      `[faults-nodes] flaps of ${GRACE_MS / 2} ms and ${GRACE_MS + EVICTION_MS / 2} ms: no churn; ${onLost.length} replicas on 2 lost nodes ` +
+      `[faults-nodes] flaps of ${SHORT_PAUSE_MS} ms and ${GRACE_MS + EVICTION_MS / 2} ms: no churn; ${onLost.length} replicas on 2 lost nodes ` +
         `kept ${Math.round(stillThereAtMs)} ms after the kill (grace ${GRACE_MS} + eviction ${EVICTION_MS} ms), evicted ` +
         `${Math.round(Math.min(...evictions.map((e) => Number(e.gap_ms))))} ms after the last heartbeat, replaced elsewhere`,
     );
