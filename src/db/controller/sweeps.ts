@@ -5,8 +5,10 @@ type Db = Kysely<Tables>;
 
 /**
  * Deployments that may need a decision: not settled by their own status, live with a count that is
- * not the target, or stopped/deleted/failed with replicas still active, or with failures not yet
- * replaced. Converged deployments cost an index probe each, never a write.
+ * not the target, or stopped/deleted/failed with replicas still active, with failures not yet
+ * replaced, or with replicas on a draining node. Anything a notification can start, this finds too
+ * (a notification lost in a failover or a reconnect costs one resync period, never a stalled drain).
+ * Converged deployments cost an index probe each, never a write.
  */
 export async function deploymentsNeedingWork(db: Db): Promise<string[]> {
   const { rows } = await sql<{ id: string }>`
@@ -24,7 +26,10 @@ export async function deploymentsNeedingWork(db: Db): Promise<string[]> {
     UNION
     SELECT DISTINCT r.deployment_id FROM deployment_replicas r WHERE r.status = 'failed' AND NOT r.replaced
     UNION
-    SELECT d.id FROM deployments d WHERE d.backoff_until IS NOT NULL AND d.status NOT IN ('stopped', 'deleted', 'failed')`.execute(db);
+    SELECT d.id FROM deployments d WHERE d.backoff_until IS NOT NULL AND d.status NOT IN ('stopped', 'deleted', 'failed')
+    UNION
+    SELECT r.deployment_id FROM nodes n JOIN deployment_replicas r ON r.node_id = n.id
+    WHERE n.status = 'draining' AND r.status IN ('pending', 'starting', 'running')`.execute(db);
   return rows.map((r) => r.id);
 }
 
