@@ -107,14 +107,17 @@ export const planDeployment = (input: PlannerInput): Plan => {
   const empty = { create: [], createReason: null, bind: [], markReplaced: [], history: [], requeueAfterMs: null };
   const initiallyActive = replicas.filter((r) => isActive(r.status));
 
-  const ending = terminalReason(d);
-  if (ending !== null) {
-    stopAll(initiallyActive, ending);
-    return { ...empty, stop, deployment: diff(d, current) };
-  }
-
   const newFailures = replicas.filter((r) => r.status === 'failed' && !r.replaced);
   const markReplaced = newFailures.map((r) => r.id);
+
+  const ending = terminalReason(d);
+  if (ending !== null) {
+    // Failures of a deployment that is ending are settled here, uncounted: nothing replaces them, and
+    // a later start must not count them as fresh (nor the resync keep finding them).
+    stopAll(initiallyActive, ending);
+    return { ...empty, stop, markReplaced, deployment: diff(d, current) };
+  }
+
   const counted = newFailures.filter((r) => r.reason !== 'NodeLost').length;
   const restartCount = d.restartCount + counted;
   const backoffUntil = counted > 0 ? new Date(now.getTime() + backoffMs(restartCount, config)) : d.backoffUntil;

@@ -176,10 +176,22 @@ describe('planDeployment: stopped, deleted and failed deployments', () => {
     ]);
     expect(plan.create).toEqual([]);
     expect(plan.bind).toEqual([]);
-    expect(plan.markReplaced).toEqual([]);
+    // The failure is settled, uncounted: no replacement, no restart counted, nothing left to find.
+    expect(plan.markReplaced).toEqual(['dead']);
     expect(plan.deployment).toEqual({});
     expect(plan.history).toEqual([]);
     expectSettled(applyPlan(start, plan));
+  });
+
+  it('a failure settled while stopped is not counted when the deployment starts again', () => {
+    const stopped = input(deployment({ status: 'stopped', restartCount: 2 }), [replica('dead', 'failed', 'n1')], [node('n1')]);
+    const settled = applyPlan(stopped, planDeployment(stopped));
+    const started = { ...settled, deployment: { ...settled.deployment, status: 'pending' as const } };
+    const plan = planDeployment(started);
+    expect(plan.markReplaced).toEqual([]);
+    expect(plan.deployment.restartCount).toBeUndefined();
+    expect(plan.deployment.backoffUntil).toBeUndefined();
+    expect(plan.create).toHaveLength(3);
   });
 });
 
