@@ -1,5 +1,5 @@
 import type { Context } from '../context.js';
-import { isTransientDbError, type Listener, type Notification } from '../db/database.js';
+import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
 import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,
@@ -31,6 +31,7 @@ const RETENTION_BATCH = 500;
 export class Controller {
   private readonly reconcile: Reconcile;
   private readonly election: LeaderElection | null;
+  private readonly electionConnection: DedicatedConnection | null;
   private active: ActiveController | null = null;
   private transition: Promise<void> = Promise.resolve();
 
@@ -41,9 +42,11 @@ export class Controller {
       backoffMaxMs: c.backoffMaxMs,
       failureThreshold: c.failureThreshold,
     });
-    this.election = c.leaderElection
+    // Its own connection: a renewal must never wait for one busy with reconciles or API requests.
+    this.electionConnection = c.leaderElection ? ctx.database.dedicated('election') : null;
+    this.election = this.electionConnection
       ? new LeaderElection({
-          db: ctx.database.db,
+          db: this.electionConnection.db,
           logger: ctx.logger.child({ component: 'leader-election' }),
           leaseMs: c.leaseMs,
           renewMs: c.renewMs,
@@ -74,6 +77,7 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.election) await this.election.stop();
     await this.setActive(false);
+    await this.electionConnection?.close();
   }
 
   /** For tests and benchmarks: resolves when nothing is queued, in flight or timed soon. */

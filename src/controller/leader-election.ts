@@ -30,6 +30,8 @@ export class LeaderElection {
   private timer: NodeJS.Timeout | null = null;
   private watchdog: NodeJS.Timeout | null = null;
   private stopped = false;
+  /** The last renewal failed (an error, not a lost lease): try again on the retry period. */
+  private renewalFailed = false;
   private tick: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: LeaderElectionOptions) {}
@@ -64,13 +66,16 @@ export class LeaderElection {
   private schedule(delayMs: number): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.tick = this.run().finally(() => this.schedule(this.lease ? this.options.renewMs : this.options.retryMs));
+      // Like client-go: after a failed renewal, retry on the retry period, not a whole renew period
+      // later (which, with the defaults, is past the step-down deadline: one error would lose the lease).
+      this.tick = this.run().finally(() => this.schedule(this.lease && !this.renewalFailed ? this.options.renewMs : this.options.retryMs));
     }, delayMs);
   }
 
   private async run(): Promise<void> {
     const { db, leaseMs, logger } = this.options;
     const attemptStarted = performance.now();
+    this.renewalFailed = false;
     try {
       if (this.lease) {
         if (await renewLease(db, this.name, this.identity, this.lease, leaseMs)) {
@@ -88,6 +93,7 @@ export class LeaderElection {
         this.options.onStartedLeading();
       }
     } catch (err) {
+      this.renewalFailed = this.lease !== null;
       if (this.lease && performance.now() >= this.deadline) {
         await this.stepDown(`could not renew the lease: ${errorMessage(err)}`);
       } else {

@@ -24,9 +24,21 @@ export interface Listener {
   close(): Promise<void>;
 }
 
+/** A connection of its own: see Database.dedicated. */
+export interface DedicatedConnection {
+  readonly db: Kysely<Tables>;
+  close(): Promise<void>;
+}
+
 export interface Database {
   readonly kind: 'postgres' | 'pglite';
   readonly db: Kysely<Tables>;
+  /**
+   * One connection outside the pool, for work that must never queue behind the pool's other users:
+   * a lease renewal that waits for a connection busy with API requests loses the lease. PGlite has
+   * one session only: there it is that session.
+   */
+  dedicated(purpose: string): DedicatedConnection;
   /** Runs fn on one dedicated session, for scripts and session-scoped locks. */
   session<T>(fn: (s: Session) => Promise<T>): Promise<T>;
   /** LISTEN on channels with a dedicated connection that re-LISTENs after a reconnect. */

@@ -34,6 +34,7 @@ export async function openPglite(
     db,
     // Holding a Kysely connection keeps every other query queued behind this session.
     session: (fn) => db.connection().execute(() => fn(session)),
+    dedicated: () => ({ db, close: async () => undefined }),
     async listen(channels, handlers) {
       const unsubscribes = await Promise.all(
         channels.map((channel) =>

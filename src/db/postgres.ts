@@ -56,6 +56,29 @@ export function openPostgres(options: PostgresOptions): Database {
         client.release(broken);
       }
     },
+    dedicated(purpose) {
+      const own = new pg.Pool({
+        connectionString: options.url,
+        max: 1,
+        connectionTimeoutMillis: 5_000,
+        // A statement that hangs (server gone without a reset) must fail, so that the next try can run.
+        query_timeout: 5_000,
+        keepAlive: true,
+        application_name: `${options.applicationName ?? 'steady'}-${purpose}`,
+      });
+      own.on('error', (err) => options.logger.warn({ err: err.message, purpose }, 'idle dedicated database connection lost'));
+      own.on('connect', (client) => {
+        client.on('error', (err) => options.logger.warn({ err: err.message, purpose }, 'dedicated database connection lost while in use'));
+      });
+      const ownDb = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: own }) });
+      return {
+        db: ownDb,
+        async close() {
+          await ownDb.destroy();
+          if (!own.ended) await own.end();
+        },
+      };
+    },
     listen: (channels, handlers) => listenPostgres(options, channels, handlers),
     async close() {
       await db.destroy();
