@@ -226,7 +226,7 @@ export async function call(
     headers['Content-Type'] ??= 'application/json';
   }
   try {
-    const res = await fetch(baseUrl + pathname, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? 15_000) });
+    const res = await fetch(baseUrl + pathname, { method, headers, body, signal: AbortSignal.timeout(options.timeoutMs ?? PATIENCE_MS) });
     const text = await res.text();
     let json: unknown = null;
     try {
