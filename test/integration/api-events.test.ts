@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { sql } from 'kysely';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEventHub } from '../../src/api/app.js';
 import { EventHub } from '../../src/api/events/event-hub.js';
 import { deleteExpiredEvents } from '../../src/db/queries/events.js';
@@ -26,10 +26,11 @@ describeBackends('GET /api/events', (t) => {
     alice = await userToken('events-alice');
     bob = await userToken('events-bob');
   });
-  afterAll(async () => {
-    await Promise.all(readers.map((r) => r.close()));
-    await hub.close();
+  // A failed test must not leave its streams holding the caller's slots for the next ones.
+  afterEach(async () => {
+    await Promise.all(readers.splice(0).map((r) => r.close()));
   });
+  afterAll(() => hub.close());
 
   const stream = async (token: string, query = '', headers: Record<string, string> = {}) => {
     const res = await api.call('GET', `/api/events${query}`, { token, headers });
