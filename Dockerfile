@@ -31,6 +31,7 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY migrations ./migrations
+COPY assets ./assets
 COPY --from=build /app/dist ./dist
 # /data only matters for `steady dev` (embedded database); production uses DATABASE_URL.
 RUN mkdir -p /data && chown 1000:1000 /data

@@ -22,13 +22,12 @@ export interface TestDatabase {
   destroy(): Promise<void>;
 }
 
-/** A fresh, migrated database: a clone of the template on PostgreSQL, or a new in-memory PGlite. */
+/** A fresh database, migrated or not: a clone of a template on PostgreSQL, a dump loaded into a new in-memory PGlite. */
 export async function createTestDatabase(backend: Backend, options: { migrated?: boolean } = {}): Promise<TestDatabase> {
   const migrated = options.migrated ?? true;
   if (backend === 'pglite') {
-    const database = migrated
-      ? await openPglite(null, { loadDataDir: new Blob([fs.readFileSync(inject('pgliteTemplate'))]) })
-      : await openPglite(null);
+    const dump = inject(migrated ? 'pgliteTemplate' : 'pgliteBareTemplate');
+    const database = await openPglite(null, { loadDataDir: new Blob([fs.readFileSync(dump)]) });
     return {
       backend,
       database,

@@ -8,6 +8,7 @@ import { openPostgres } from '../../src/db/postgres.js';
 import { Migrator } from '../../src/db/migrator.js';
 import { openPglite } from '../../src/db/pglite.js';
 import { dockerUnavailableReason, importBusyboxImage, startDockerEngine, type DockerEngineProcess } from './docker-engine.js';
+import { currentTemplate } from '../../src/db/pglite-template.js';
 import { startPostgresServer, type PostgresServer } from './postgres-server.js';
 
 declare module 'vitest' {
@@ -19,6 +20,7 @@ declare module 'vitest' {
     dockerHost: string;
     /** Why the Docker tests are skipped ('' when they run). */
     dockerSkipReason: string;
+    pgliteBareTemplate: string;
   }
 }
 
@@ -42,8 +44,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // No connections to the template from now on (autovacuum included), so cloning never waits for one.
   await adminQuery(adminUrl, `ALTER DATABASE ${template} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`);
 
-  // PGlite's initdb costs seconds; a migrated data directory dumped once loads in under one.
-  const pglite = await openPglite(null);
+  // PGlite's initdb costs seconds (and 900 MB): the shipped template is initdb's output; a data
+  // directory dumped once, bare and migrated, loads in under a second.
+  const shipped = currentTemplate();
+  const pglite = await openPglite(null, 'archive' in shipped ? { loadDataDir: new Blob([fs.readFileSync(shipped.archive)]) } : {});
+  const pgliteBareTemplate = path.join(os.tmpdir(), `steady-pglite-bare-${process.pid}.tar`);
+  fs.writeFileSync(pgliteBareTemplate, Buffer.from(await (await pglite.dump()).arrayBuffer()));
   await new Migrator(pglite).up();
   const pgliteTemplate = path.join(os.tmpdir(), `steady-pglite-template-${process.pid}.tar`);
   fs.writeFileSync(pgliteTemplate, Buffer.from(await (await pglite.dump()).arrayBuffer()));
@@ -65,10 +71,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
   project.provide('pgAdminUrl', adminUrl);
   project.provide('pgliteTemplate', pgliteTemplate);
+  project.provide('pgliteBareTemplate', pgliteBareTemplate);
   project.provide('pgTemplate', template);
   return async () => {
     fs.rmSync(pgliteTemplate, { force: true });
     await docker?.destroy();
+    fs.rmSync(pgliteBareTemplate, { force: true });
     if (server) {
       await server.destroy();
     } else {
