@@ -1,11 +1,17 @@
 /**
- * steady's benchmark suite: `npm run bench` (full, ~4 min on 2 cores) or `npm run bench -- --quick`
- * (< 3 min). Starts its own PostgreSQL, drives steady through `steady serve` / `steady dev` and the
- * HTTP API, and writes bench/results/latest.{json,md}. Every figure is reported beside a baseline
- * measured in the same run where one exists.
+ * steady's benchmark suite: `npm run bench` (full) or `npm run bench -- --quick`. Starts its own
+ * PostgreSQL with production durability (fsync, synchronous_commit and full_page_writes on), drives
+ * steady through `steady serve` / `steady dev` and the HTTP API, and writes bench/results/latest.{json,md}.
+ * Every figure is reported beside a baseline measured in the same run on the same server. The write
+ * scenarios (creates, cold start, end to end) run once more on a second server with fsync off,
+ * labelled `· fsync off` (what the tests use; no production server runs so).
  *
  *   --quick            smaller sizes
- *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API), embedded
+ *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API),
+ *                      e2e (submit and place at once), status-all (status and list on `serve --role all`),
+ *                      embedded, c1m (a million replicas; not in the default run)
+ *   --fsync-off        every scenario on the fsync-off server only
+ *   --no-extra         no fsync-off repeat of the write scenarios
  *   --profile          run the controller and the API with --cpu-prof (profiles in bench/results/profiles/)
  *   --out NAME         results file stem (default latest)
  *   --from-source      run steady from src/ through tsx instead of the compiled dist/ the image ships
@@ -13,28 +19,43 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { BenchEnv } from './lib/cluster.js';
-import { startBenchPostgres } from './lib/postgres.js';
+import { pgbenchTps, startBenchPostgres, type BenchPostgres } from './lib/postgres.js';
 import { killAllChildren } from './lib/steady.js';
-import { machineInfo, markdown, textTable, writeResults, type Figure } from './lib/report.js';
+import { machineInfo, markdown, textTable, writeResults, type Figure, type Machine } from './lib/report.js';
+import { c1m } from './scenarios/c1m.js';
 import { coldStart, steadyState } from './scenarios/cold-start.js';
+import { endToEnd } from './scenarios/end-to-end.js';
 import { embedded } from './scenarios/embedded.js';
 import { reaction } from './scenarios/reaction.js';
+import { statusAll } from './scenarios/status-all.js';
 import { statusApi } from './scenarios/status-api.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['reaction', 'cold', 'embedded'] as const;
+const SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'c1m'] as const;
+const DEFAULT_SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded'];
+/** What the fsync-off repeat runs: where commits are the work. */
+const WRITE_SCENARIOS = ['cold', 'e2e'];
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { quick: { type: 'boolean' }, only: { type: 'string' }, profile: { type: 'boolean' }, out: { type: 'string' }, 'from-source': { type: 'boolean' } },
+    options: {
+      quick: { type: 'boolean' },
+      only: { type: 'string' },
+      profile: { type: 'boolean' },
+      out: { type: 'string' },
+      'from-source': { type: 'boolean' },
+      'fsync-off': { type: 'boolean' },
+      'no-extra': { type: 'boolean' },
+    },
     strict: true,
   });
   const quick = values.quick ?? false;
-  const only = new Set(values.only ? values.only.split(',').map((s) => s.trim()) : SCENARIOS);
+  const only = new Set(values.only ? values.only.split(',').map((s) => s.trim()) : DEFAULT_SCENARIOS);
   for (const s of only) if (!(SCENARIOS as readonly string[]).includes(s)) throw new Error(`--only: unknown scenario ${s}; known: ${SCENARIOS.join(', ')}`);
   const resultsDir = path.join(HERE, 'results');
   const profileDir = values.profile ? path.join(resultsDir, 'profiles') : null;
@@ -49,67 +70,107 @@ async function main(): Promise<number> {
     execFileSync(process.execPath, [path.join(HERE, '../node_modules/typescript/bin/tsc'), '-p', path.join(HERE, '../tsconfig.build.json')], { stdio: 'inherit' });
     process.env.STEADY_FROM_DIST = '1';
   }
-  log('starting PostgreSQL');
-  const pg = await startBenchPostgres();
+  // One server after the other: durable with every scenario asked for, then fsync off with the write ones.
+  const runs: { durable: boolean; scenarios: Set<string> }[] = values['fsync-off']
+    ? [{ durable: false, scenarios: only }]
+    : [{ durable: true, scenarios: only }, ...(values['no-extra'] ? [] : [{ durable: false, scenarios: new Set(WRITE_SCENARIOS.filter((s) => only.has(s))) }])];
+  const live = new Set<BenchPostgres>();
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => {
       log(`${signal}: stopping everything this run started`);
       killAllChildren();
-      pg.destroySync();
+      for (const pg of live) pg.destroySync();
       process.exit(130);
     });
   }
-  const machine = machineInfo(pg.version, pgliteVersion);
-  const env: BenchEnv = { quick, pg, secret: randomBytes(32).toString('base64url'), profileDir, log };
+  const secret = randomBytes(32).toString('base64url');
   const figures: Figure[] = [];
   const notes: string[] = [];
   const extra: Record<string, unknown> = {};
-  if (!pg.statStatements) notes.push('pg_stat_statements could not be loaded: controller statement counts are missing');
+  const servers: string[] = [];
+  let machine: Machine | null = null;
   let failed = false;
-  const attempt = async (name: string, fn: () => Promise<void>): Promise<void> => {
+  for (const { durable, scenarios } of runs) {
+    if (scenarios.size === 0) continue;
+    log(`starting PostgreSQL (${durable ? 'durable' : 'fsync off'})`);
+    const pg = await startBenchPostgres({ durable });
+    live.add(pg);
+    machine ??= machineInfo(pg.version, pgliteVersion);
+    servers.push(`${durable ? 'durable' : 'fsync off'}: ${pg.settings}`);
+    const label = durable ? '' : ' · fsync off';
+    const pgbench = new Map<number, Promise<{ tps: number; latencyMs: number }>>();
+    const env: BenchEnv = {
+      quick,
+      pg,
+      label,
+      secret,
+      profileDir,
+      log: (m) => log(durable ? m : `[fsync off] ${m}`),
+      baselines: {
+        pgbench(clients) {
+          if (!pgbench.has(clients)) pgbench.set(clients, pgbenchTps(pg, quick ? 5 : 10, clients));
+          return pgbench.get(clients)!;
+        },
+      },
+    };
+    if (!pg.statStatements) notes.push('pg_stat_statements could not be loaded: controller statement counts are missing');
+    const attempt = async (name: string, fn: () => Promise<Figure[]>): Promise<void> => {
+      try {
+        figures.push(...(await fn()).map((f) => ({ ...f, scenario: f.scenario + label })));
+      } catch (err) {
+        failed = true;
+        const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        log(`${name}${label} FAILED: ${msg}`);
+        notes.push(`${name}${label} failed: ${msg.split('\n')[0]}`);
+      }
+    };
     try {
-      await fn();
-    } catch (err) {
-      failed = true;
-      const msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
-      log(`${name} FAILED: ${msg}`);
-      notes.push(`${name} failed: ${msg.split('\n')[0]}`);
+      if (scenarios.has('reaction')) await attempt('Reaction', () => reaction(env));
+      if (scenarios.has('cold')) {
+        await attempt('Cold start', async () => {
+          const { figures: cold, cluster } = await coldStart(env);
+          figures.push(...cold.map((f) => ({ ...f, scenario: f.scenario + label })));
+          extra[`coldStartTopControllerQueries${durable ? '' : 'FsyncOff'}`] = cluster.topQueries.map((q) => ({ ...q, ms: Math.round(q.ms), query: q.query.replace(/\s+/g, ' ').slice(0, 400) }));
+          extra[`createTopApiStatements${durable ? '' : 'FsyncOff'}`] = cluster.createStatements;
+          try {
+            // The fsync-off repeat measures writes only: reads and a converged cluster commit nothing.
+            if (durable) {
+              await attempt('Steady state', () => steadyState(env, cluster));
+              await attempt('Status API', async () => {
+                const { figures: api, topStatements } = await statusApi(env, cluster);
+                extra.statusApiTopStatements = topStatements;
+                return api;
+              });
+            }
+          } finally {
+            await cluster.close();
+          }
+          return [];
+        });
+      }
+      if (scenarios.has('e2e')) await attempt('End to end', () => endToEnd(env));
+      if (scenarios.has('status-all')) await attempt('Status API, serve --role all', () => statusAll(env));
+      if (scenarios.has('c1m')) await attempt('C1M', () => c1m(env));
+      if (scenarios.has('embedded')) await attempt('Embedded', () => embedded(env));
+    } finally {
+      await pg.destroy();
+      live.delete(pg);
     }
-  };
-  try {
-    if (only.has('reaction')) await attempt('Reaction', async () => void figures.push(...(await reaction(env))));
-    if (only.has('cold')) {
-      await attempt('Cold start', async () => {
-        const { figures: cold, cluster } = await coldStart(env);
-        figures.push(...cold);
-        extra.coldStartTopControllerQueries = cluster.topQueries.map((q) => ({ ...q, ms: Math.round(q.ms), query: q.query.replace(/\s+/g, ' ').slice(0, 400) }));
-        try {
-          await attempt('Steady state', async () => void figures.push(...(await steadyState(env, cluster))));
-          await attempt('Status API', async () => {
-            const { figures: api, topStatements } = await statusApi(env, cluster);
-            figures.push(...api);
-            extra.statusApiTopStatements = topStatements;
-          });
-        } finally {
-          await cluster.close();
-        }
-      });
-    }
-    if (only.has('embedded')) await attempt('Embedded', async () => void figures.push(...(await embedded(env))));
-  } finally {
-    await pg.destroy();
   }
 
   const mode = quick ? 'quick' : 'full';
   notes.push(
+    `PostgreSQL ${servers.join('; ')}. Figures whose scenario ends in "· fsync off" come from the second, non-durable server (what the tests run; no production server runs so).`,
+    'Baselines: pgbench TPC-B (default script, scale = clients, -j 2) on the same server in the same run; /healthz of the same process; one INSERT … SELECT of as many replica rows.',
     'Reaction: from just before the scale request to the first ~1 ms poll that sees every new replica placed; scales of +2, sequential.',
     'Cold start: deployments submitted through the API with no controller running; timed from the controller\'s "became the leader" log line until every replica is placed (polled every 100 ms).',
     'Simulated agents are SQL (zero delay); nodes are inserted by SQL and never miss heartbeats (STEADY_NODE_GRACE_PERIOD=24h).',
-    'PostgreSQL is a throwaway cluster with fsync=off, synchronous_commit=off (as the tests use), on the same 2 cores as everything else.',
+    `PostgreSQL, steady and the load generators share the same ${os.cpus().length} cores (load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} at the end of the run; other work ran on the machine).`,
   );
   const totalSec = (performance.now() - started) / 1000;
+  machine ??= machineInfo('-', pgliteVersion);
   const md = markdown('steady benchmarks', machine, mode, figures, notes);
-  writeResults(resultsDir, values.out ?? 'latest', { date: new Date().toISOString(), mode, durationSec: Math.round(totalSec), machine, figures, notes, ...extra }, md);
+  writeResults(resultsDir, values.out ?? 'latest', { date: new Date().toISOString(), mode, durationSec: Math.round(totalSec), machine, servers, figures, notes, ...extra }, md);
   process.stdout.write(`\n${textTable(figures)}\n\n${notes.map((n) => `- ${n}`).join('\n')}\n\nwritten to bench/results/${values.out ?? 'latest'}.{json,md} in ${Math.round(totalSec)} s\n`);
   return failed ? 1 : 0;
 }

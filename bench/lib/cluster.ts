@@ -6,10 +6,19 @@ import { serve, type SteadyChild } from './steady.js';
 export interface BenchEnv {
   readonly quick: boolean;
   readonly pg: BenchPostgres;
+  /** Appended to every scenario name of this server's figures: '' when durable, ' · fsync off' otherwise. */
+  readonly label: string;
+  /** Baselines on this server, measured once per run and reused by every scenario. */
+  readonly baselines: Baselines;
   readonly secret: string;
   /** Where controller CPU profiles go when --profile is given, else null. */
   readonly profileDir: string | null;
   log(message: string): void;
+}
+
+export interface Baselines {
+  /** pgbench TPC-B with `clients` clients (scale = clients), once per client count per server. */
+  pgbench(clients: number): Promise<{ tps: number; latencyMs: number }>;
 }
 
 /**

@@ -10,6 +10,10 @@ const run = promisify(execFile);
 export interface BenchPostgres {
   readonly server: PostgresServer;
   readonly version: string;
+  /** fsync, synchronous_commit and full_page_writes all on (PostgreSQL's defaults), as the server reports them. */
+  readonly durable: boolean;
+  /** `fsync=on synchronous_commit=on full_page_writes=on`, read back from the running server. */
+  readonly settings: string;
   readonly statStatements: boolean;
   /** A URL for database `db`, as `user` (default postgres). */
   url(db: string, user?: string): string;
@@ -25,11 +29,11 @@ export const CONTROLLER_ROLE = 'steady_controller';
 export const API_ROLE = 'steady_api';
 
 /**
- * The same throwaway server the tests use, plus pg_stat_statements (it must be preloaded, so: ALTER
- * SYSTEM, restart) and a login role for the controller.
+ * The same throwaway server the tests use, durable unless asked otherwise, plus pg_stat_statements (it
+ * must be preloaded, so: ALTER SYSTEM, restart) and a login role for the controller and the API.
  */
-export async function startBenchPostgres(): Promise<BenchPostgres> {
-  const server = await startPostgresServer();
+export async function startBenchPostgres(options: { durable: boolean }): Promise<BenchPostgres> {
+  const server = await startPostgresServer({ durable: options.durable });
   const base = new URL(server.url);
   const url = (db: string, user = 'postgres'): string => {
     const u = new URL(base.href);
@@ -51,12 +55,20 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   const c = new pg.Client({ connectionString: server.url });
   await c.connect();
   const version = ((await c.query<{ v: string }>("SELECT current_setting('server_version') AS v")).rows[0]?.v ?? '?').split(' ')[0]!;
+  const { rows: durability } = await c.query<{ name: string; setting: string }>(
+    `SELECT name, setting FROM pg_settings WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes') ORDER BY name`,
+  );
+  const settings = durability.map((r) => `${r.name}=${r.setting}`).join(' ');
+  const durable = durability.length === 3 && durability.every((r) => r.setting === 'on');
+  if (durable !== options.durable) throw new Error(`PostgreSQL runs with ${settings}, not the ${options.durable ? 'durable' : 'fsync-off'} settings asked for`);
   await c.query(`CREATE ROLE ${CONTROLLER_ROLE} LOGIN SUPERUSER`);
   await c.query(`CREATE ROLE ${API_ROLE} LOGIN SUPERUSER`);
   await c.end();
   return {
     server,
     version,
+    durable,
+    settings,
     statStatements,
     url,
     async createDatabase(name) {
@@ -85,17 +97,28 @@ export async function startBenchPostgres(): Promise<BenchPostgres> {
   };
 }
 
-/** pgbench TPC-B (the default script) on its own database of the same server: tps, excluding connections. */
-export async function pgbenchTps(bp: BenchPostgres, seconds: number, clients = 4): Promise<{ tps: number; latencyMs: number }> {
+const pgbenchDatabases = new WeakMap<BenchPostgres, Set<string>>();
+
+/**
+ * pgbench TPC-B (the default script) on its own database of the same server: tps, excluding
+ * connections. Scale defaults to the number of clients (pgbench's own advice: at scale 1 every
+ * transaction updates the one branch row, and clients queue on its lock instead of sharing commits).
+ */
+export async function pgbenchTps(bp: BenchPostgres, seconds: number, clients = 4, scale = clients): Promise<{ tps: number; latencyMs: number }> {
   const bin = findPostgresBin();
-  const pool = await bp.createDatabase('bench_pgbench');
-  await pool.end();
+  const db = `bench_pgbench_s${scale}`;
+  const ready = pgbenchDatabases.get(bp) ?? new Set<string>();
+  pgbenchDatabases.set(bp, ready);
   const asRoot = process.getuid?.() === 0;
   const as = (cmd: string, args: string[]): [string, string[]] =>
     asRoot ? ['runuser', ['-u', 'postgres', '--', path.join(bin, cmd), ...args]] : [path.join(bin, cmd), args];
   const conn = ['-h', '127.0.0.1', '-p', String(bp.server.port), '-U', 'postgres'];
-  await run(...as('pgbench', ['-i', '-q', '-s', '1', ...conn, 'bench_pgbench']), { cwd: fs.existsSync('/tmp') ? '/tmp' : undefined });
-  const { stdout } = await run(...as('pgbench', ['-T', String(seconds), '-c', String(clients), '-j', '2', ...conn, 'bench_pgbench']), {
+  if (!ready.has(db)) {
+    await (await bp.createDatabase(db)).end();
+    await run(...as('pgbench', ['-i', '-q', '-s', String(scale), ...conn, db]), { cwd: '/tmp' });
+    ready.add(db);
+  }
+  const { stdout } = await run(...as('pgbench', ['-T', String(seconds), '-c', String(clients), '-j', '2', ...conn, db]), {
     cwd: '/tmp',
   });
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);

@@ -54,7 +54,11 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startPostgresServer(): Promise<PostgresServer> {
+/**
+ * `durable: false` (the tests) turns fsync, synchronous commit and full-page writes off; `true` keeps
+ * PostgreSQL's defaults, as production runs it (the benchmarks).
+ */
+export async function startPostgresServer(options: { durable?: boolean } = {}): Promise<PostgresServer> {
   const bin = findPostgresBin();
   const asRoot = process.getuid?.() === 0;
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'steady-pg-'));
@@ -73,9 +77,7 @@ export async function startPostgresServer(): Promise<PostgresServer> {
     `-k ${dataDir}`,
     '-c listen_addresses=127.0.0.1',
     '-c max_connections=400',
-    '-c fsync=off',
-    '-c synchronous_commit=off',
-    '-c full_page_writes=off',
+    ...(options.durable ? ['-c fsync=on', '-c synchronous_commit=on', '-c full_page_writes=on'] : ['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off']),
     '-c shared_buffers=128MB',
   ].join(' ');
   const logFile = path.join(dataDir, 'postgres.log');
