@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
+import { createDeployments, type CreateRequest } from '../../db/queries/create-deployments.js';
 import {
-  createDeployment,
   deleteDeployment,
   scaleDeployment,
   startDeployment,
@@ -10,6 +10,7 @@ import {
 import { listDeploymentPages, listDeploymentsNamed, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
 import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { Batcher } from '../../lib/batcher.js';
 import { Coalescer } from '../../lib/coalescer.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
@@ -104,6 +105,8 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
   // Reads of concurrent requests share one statement (every command answers with the status too).
   const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
   const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
+  // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
+  const creates = new Batcher<CreateRequest, string>((requests) => createDeployments(db, requests));
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
@@ -117,15 +120,18 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     async (c) => {
       const body = c.req.valid('json');
       const userId = await users.idOf(c.get('principal'));
-      const id = await createDeployment(db, userId, {
-        name: body.name,
-        containerImage: body.container_image,
-        targetReplicas: body.target_replicas,
-        resources: {
-          cpuCores: body.resources.cpu_cores,
-          memoryMb: body.resources.memory_mb,
-          gpuUnits: body.resources.gpu_units,
-          storageGb: body.resources.storage_gb,
+      const id = await creates.submit({
+        userId,
+        spec: {
+          name: body.name,
+          containerImage: body.container_image,
+          targetReplicas: body.target_replicas,
+          resources: {
+            cpuCores: body.resources.cpu_cores,
+            memoryMb: body.resources.memory_mb,
+            gpuUnits: body.resources.gpu_units,
+            storageGb: body.resources.storage_gb,
+          },
         },
       });
       return c.json(await statusJson(userId, id), 201, { Location: `/api/deployment/status/${id}` });

@@ -25,34 +25,46 @@ export interface CommandResult {
 const UNIQUE_VIOLATION = '23505';
 
 export async function createDeployment(db: Kysely<Tables>, userId: string, spec: DeploymentSpec): Promise<string> {
+  let id: string | null;
   try {
-    return await db.transaction().execute(async (tx) => {
-      const { id } = await tx
-        .insertInto('deployments')
-        .values({ name: spec.name, user_id: userId, container_image: spec.containerImage, target_replicas: spec.targetReplicas })
-        .returning('id')
-        .executeTakeFirstOrThrow();
-      await tx
-        .insertInto('deployment_resources')
-        .values({
-          deployment_id: id,
-          cpu_cores: spec.resources.cpuCores,
-          memory_mb: spec.resources.memoryMb,
-          gpu_units: spec.resources.gpuUnits,
-          storage_gb: spec.resources.storageGb,
-        })
-        .execute();
-      await insertHistory(tx, [{ deploymentId: id, oldStatus: 'none', newStatus: 'pending', changedBy: userId, reason: 'Deployment created' }]);
-      return id;
-    });
+    id = await db.transaction().execute((tx) => insertDeployment(tx, userId, spec));
   } catch (err) {
-    // The partial unique index (user_id, name) WHERE deleted_at IS NULL decides races between two
-    // creates: no read-then-insert window.
-    if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) {
-      throw new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
-    }
+    if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) throw nameTaken(spec);
     throw err;
   }
+  if (id === null) throw nameTaken(spec);
+  return id;
+}
+
+export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
+
+/**
+ * A new deployment with its resources and its creation history, in the caller's transaction (one
+ * create, or a batch of them: create-deployments.ts). Null when the user already has a live
+ * deployment of that name: the partial unique index (user_id, name) WHERE deleted_at IS NULL decides,
+ * races between two creates included (no read-then-insert window), and ON CONFLICT leaves the
+ * transaction usable for the other creates of a batch.
+ */
+export async function insertDeployment(tx: Transaction<Tables>, userId: string, spec: DeploymentSpec): Promise<string | null> {
+  const row = await tx
+    .insertInto('deployments')
+    .values({ name: spec.name, user_id: userId, container_image: spec.containerImage, target_replicas: spec.targetReplicas })
+    .onConflict((oc) => oc.columns(['user_id', 'name']).where('deleted_at', 'is', null).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  if (!row) return null;
+  await tx
+    .insertInto('deployment_resources')
+    .values({
+      deployment_id: row.id,
+      cpu_cores: spec.resources.cpuCores,
+      memory_mb: spec.resources.memoryMb,
+      gpu_units: spec.resources.gpuUnits,
+      storage_gb: spec.resources.storageGb,
+    })
+    .execute();
+  await insertHistory(tx, [{ deploymentId: row.id, oldStatus: 'none', newStatus: 'pending', changedBy: userId, reason: 'Deployment created' }]);
+  return row.id;
 }
 
 export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: string, target: number): Promise<CommandResult> {
