@@ -30,6 +30,8 @@ export interface StartOptions {
   readonly env: Record<string, string>;
   /** Extra node flags, e.g. --cpu-prof. */
   readonly nodeArgs?: readonly string[];
+  /** Another checkout's bin/steady.js, to compare two versions in one run (default: this one's). */
+  readonly bin?: string;
 }
 
 /**
@@ -38,7 +40,7 @@ export interface StartOptions {
  * line per reconcile, and the benchmark must not grow with it.
  */
 export function startSteady(options: StartOptions): SteadyChild {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), BIN, ...options.args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), options.bin ?? BIN, ...options.args], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

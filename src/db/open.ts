@@ -18,7 +18,7 @@ export async function openDatabase(config: Config, logger: Logger, applicationNa
     const seeded = await seedDataDir(pgdata);
     if (seeded === 'seeded') logger.info({ dir: pgdata }, 'embedded database created from the shipped template');
     if (seeded === 'stale-template') logger.warn('the shipped PGlite template is for another PGlite version: running initdb (npm run pglite-template makes a new one)');
-    const database = await openPglite(pgdata);
+    const database = await openPglite(pgdata, { lowMemory: true });
     return {
       ...database,
       async close() {

@@ -15,18 +15,21 @@ import type { Tables } from './tables.js';
  */
 export async function openPglite(
   dataDir: string | null,
-  options: { loadDataDir?: Blob } = {},
+  options: { loadDataDir?: Blob; lowMemory?: boolean } = {},
 ): Promise<Database & { dump(): Promise<Blob> }> {
-  // Memory, measured on `steady dev` (peak RSS from 450 to 205 MB with a shipped template): V8's
-  // optimising compiler spends about 80 MB tiering up PostgreSQL's 10 MB of WebAssembly, for no
-  // measurable gain on our statements (its baseline code runs them as fast here); and the 128 MB of
-  // shared buffers are resident from the start, where a development database needs a few. The flag is
-  // process-wide and read when a module is compiled: PGlite is the only WebAssembly steady runs.
-  v8.setFlagsFromString('--liftoff-only');
+  const { lowMemory = false, ...pgliteOptions } = options;
+  if (lowMemory) {
+    // `steady dev` (peak RSS from 450 to 205 MB with a shipped template): V8's optimising compiler
+    // spends about 80 MB tiering up PostgreSQL's 10 MB of WebAssembly, for no measurable gain on a
+    // development database's statements; and the 128 MB of shared buffers are resident from the start,
+    // where such a database needs a few. The flag is process-wide and read when a module is compiled:
+    // PGlite is the only WebAssembly steady runs.
+    v8.setFlagsFromString('--liftoff-only');
+  }
   const pglite = new PGlite({
     ...(dataDir === null ? {} : { dataDir }),
-    startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'],
-    ...options,
+    ...(lowMemory ? { startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=16MB'] } : {}),
+    ...pgliteOptions,
   });
   await pglite.waitReady;
   const db = new Kysely<Tables>({ dialect: new PGliteDialect(pglite) });
