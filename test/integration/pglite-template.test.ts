@@ -64,7 +64,8 @@ describe('the shipped PGlite template', () => {
     } finally {
       await again.close();
     }
-  });
+    // Two PGlite starts and the migrations: generous for a loaded machine (a bound on nothing).
+  }, 300_000);
 
   it('is not used when another PGlite made it, nor when there is none', async () => {
     const stale = tempDir();
