@@ -65,7 +65,8 @@ async function runDev(env: BenchEnv, databaseUrl: string | null, sizes: { scales
   const proc = startSteady({
     name: databaseUrl ? 'dev(postgres)' : 'dev(pglite)',
     args: ['dev', '--nodes', '0'],
-    env: { PORT: '0', STEADY_DATA_DIR: dataDir, STEADY_NODE_GRACE_PERIOD: '24h', STEADY_RATE_LIMIT: '0', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), JWT_SECRET: '' },
+    // XDG_CONFIG_HOME: the context file `steady dev` writes stays out of the user's own.
+    env: { PORT: '0', STEADY_DATA_DIR: dataDir, XDG_CONFIG_HOME: dataDir, STEADY_NODE_GRACE_PERIOD: '24h', STEADY_RATE_LIMIT: '0', ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}), JWT_SECRET: '' },
   });
   const watch = new ProcessWatcher(proc.pid, 200);
   try {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { readTextIfExists } from '../lib/read-if-exists.js';
 
 /** The development JWT secret lives here, so tokens stay valid across restarts of `steady dev`. */
 export function devSecretPath(dataDir: string): string {
@@ -10,13 +11,8 @@ export function devSecretPath(dataDir: string): string {
 /** The data directory's secret, or null when there is none yet. */
 export function readDevSecret(dataDir: string): string | null {
   const file = devSecretPath(dataDir);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
+  const text = readTextIfExists(file);
+  if (text === null) return null;
   const secret = text.trim();
   if (secret.length < 32) {
     throw new Error(`${file} does not hold a usable secret (32 or more characters); delete it to generate a new one (tokens signed with the old one stop working)`);

@@ -4,6 +4,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_RESERVE } from './agent-docker.js';
 import { integerIn, usageError } from './arguments.js';
+import { writeContextFile } from './context-file.js';
 import { readOrCreateDevSecret } from './dev-secret.js';
 import { serverContext, type Cli, type Env } from './io.js';
 import { shutdownWithin, waitForShutdown } from './signals.js';
@@ -91,8 +92,11 @@ async function runDev(options: DevOptions, baseConfig: Config, logger: Logger, e
       : null;
   await simulation?.ready();
   await dockerNode?.agent.registered;
-  const token = await signToken(secret, { sub: 'demo', ttlSec: 30 * 24 * 3600 });
-  process.stdout.write(banner(url, token, dockerNode ? `1 Docker node (${dockerNode.name}), containers on ${dockerNode.engine.host}` : `${nodes} simulated`, config));
+  // An admin token: the one person at a development cluster also looks after its nodes.
+  const token = await signToken(secret, { sub: 'demo', roles: ['admin'], ttlSec: 30 * 24 * 3600 });
+  // `steady get …` in another terminal finds the server and the token here.
+  const contextFile = writeContextFile(env, { url, token });
+  process.stdout.write(banner(url, token, dockerNode ? `1 Docker node (${dockerNode.name}), containers on ${dockerNode.engine.host}` : `${nodes} simulated`, config, contextFile));
 
   const signal = await waitForShutdown(abort);
   logger.info({ signal }, 'shutting down');
@@ -106,7 +110,7 @@ async function runDev(options: DevOptions, baseConfig: Config, logger: Logger, e
   logger.flush();
 }
 
-function banner(url: string, token: string, nodes: string, config: Config): string {
+function banner(url: string, token: string, nodes: string, config: Config, contextFile: string): string {
   return `
 steady dev is running
   dashboard  ${url}/#token=${token}
@@ -114,9 +118,13 @@ steady dev is running
   database   ${config.databaseUrl === null ? `embedded, in ${config.dataDir}` : 'DATABASE_URL'}
   nodes      ${nodes}
   token      ${token}
-             (user "demo", valid 30 days; mint others with: npx steady token --sub NAME)
+             (user "demo", admin, valid 30 days; mint others with: npx steady token --sub NAME)
+  context    ${contextFile} (the CLI's server and token)
 
-Try it:
+Try it, in another terminal:
+  npx steady apply -f examples/web.yaml    # then: npx steady get deployments -w
+
+Or with curl:
   export TOKEN=${token}
   curl -s -X POST ${url}/api/deployment/deploy -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \\
     -d '{"name":"web","container_image":"nginx:1.27","target_replicas":3,"resources":{"cpu_cores":1,"memory_mb":512,"storage_gb":1}}'

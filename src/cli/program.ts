@@ -1,9 +1,18 @@
 import { Command, CommanderError } from 'commander';
 import { addAgentCommand } from './agent.js';
+import { addApplyCommand } from './apply.js';
+import { addDescribeCommand } from './describe.js';
 import { addDevCommand } from './dev.js';
+import { addEventsCommand } from './events.js';
+import { addGetCommand } from './get.js';
 import type { Cli } from './io.js';
+import { addLifecycleCommands } from './lifecycle.js';
 import { addMigrateCommand } from './migrate.js';
+import { addNodeStatusCommands } from './node-status.js';
+import { addRolloutCommand } from './rollout.js';
+import { addScaleCommand } from './scale.js';
 import { addServeCommand } from './serve.js';
+import { addSetCommand } from './set.js';
 import { addTokenCommand } from './token.js';
 
 /** The `steady` command tree. Subcommands are made with `.command()` so they inherit the settings below. */
@@ -14,6 +23,16 @@ export function createProgram(cli: Cli): Command {
     .configureOutput({ writeOut: cli.out, writeErr: cli.err })
     .showHelpAfterError()
     .helpCommand(true);
+  // The operator's verbs (over the typed client), then the server's commands.
+  addGetCommand(program, cli);
+  addDescribeCommand(program, cli);
+  addApplyCommand(program, cli);
+  addScaleCommand(program, cli);
+  addSetCommand(program, cli);
+  addRolloutCommand(program, cli);
+  addLifecycleCommands(program, cli);
+  addNodeStatusCommands(program, cli);
+  addEventsCommand(program, cli);
   addDevCommand(program, cli);
   addServeCommand(program, cli);
   addAgentCommand(program, cli);

@@ -68,7 +68,7 @@ describe('steady serve', () => {
 describe('steady dev', () => {
   it('serves on a locked data directory, refuses a second start, stops on SIGTERM, and takes over a stale lock', async () => {
     const dir = tmpDir();
-    const env = { ...NO_DB, STEADY_DATA_DIR: dir, PORT: '0', STEADY_CONCURRENCY: '2' };
+    const env = { ...NO_DB, STEADY_DATA_DIR: dir, PORT: '0', STEADY_CONCURRENCY: '2', XDG_CONFIG_HOME: path.join(dir, 'config') };
     const first = startSteady(['dev', '--nodes', '1'], env);
     const [, url] = await first.waitFor(/API\s+(http:\/\/\S+)/, PATIENCE_MS);
     const [, token] = await first.waitFor(/token\s+(\S+)/);
@@ -79,6 +79,17 @@ describe('steady dev', () => {
     // An open event stream does not hold the shutdown: it is ended cleanly first.
     const events = new SseReader(await fetch(`${url}/api/events`, { headers: { Authorization: `Bearer ${token}` } }));
     await events.until((r) => r.lastEventId !== null, 'the opening block of the event stream');
+
+    // The context file: the CLI in "another terminal" finds the server and the token with no flags.
+    const contextFile = path.join(dir, 'config', 'steady', 'config.json');
+    expect(fs.statSync(contextFile).mode & 0o777).toBe(0o600);
+    expect(JSON.parse(fs.readFileSync(contextFile, 'utf8'))).toEqual({ url, token });
+    const clientEnv = { XDG_CONFIG_HOME: path.join(dir, 'config'), STEADY_URL: undefined, STEADY_TOKEN: undefined };
+    const nodes = await runSteady(['get', 'nodes'], clientEnv);
+    expect(nodes).toMatchObject({ code: 0 });
+    expect(nodes.output).toMatch(/^NAME\s+STATUS\s+CPU[\s\S]*\ndev-node-1\s+ready\s+0\/4\s+0\/8192\s+0\s/);
+    const absent = await runSteady(['describe', 'deployment', 'nope'], clientEnv);
+    expect(absent).toMatchObject({ code: 1, output: 'error: deployment "nope" not found\n' });
 
     const second = await runSteady(['dev'], env);
     expect(second.code).toBe(1);

@@ -1,0 +1,103 @@
+import type { Command } from 'commander';
+import { ApiError } from '../client/api-error.js';
+import type { DeploymentState, Revision } from '../client/types.js';
+import { clientCommand, deploymentNamed, runClientAction, type ClientContext } from './client-command.js';
+import type { Cli } from './io.js';
+import { age, paint, renderTable, status } from './output/table.js';
+
+/** `steady describe deployment NAME`: everything about one deployment, for a person. */
+export function addDescribeCommand(program: Command, cli: Cli): Command {
+  const describe = program.command('describe').description('show one object in detail');
+  clientCommand(describe, 'deployment <deployment>')
+    .aliases(['deployments', 'deploy'])
+    .description('status, replicas (with their nodes and why any is pending), revisions and recent events (name or id)')
+    .action((nameOrId: string, _options: unknown, command: Command) =>
+      runClientAction(cli, command, async (ctx) => {
+        const d = await deploymentNamed(ctx, nameOrId);
+        const revisions = await revisionsIfServed(ctx, d.deployment_id);
+        cli.out(describeDeployment(d, revisions, ctx.colour));
+      }),
+    );
+  return describe;
+}
+
+/** Revisions, or null from a server that has none to give (it answers 404 for the route). */
+async function revisionsIfServed(ctx: ClientContext, id: string): Promise<Revision[] | null> {
+  try {
+    return await ctx.client.revisions(id);
+  } catch (err) {
+    if (err instanceof ApiError && (err.status === 404 || err.status === 405)) return null;
+    throw err;
+  }
+}
+
+export function describeDeployment(d: DeploymentState, revisions: readonly Revision[] | null, colour: boolean, now = Date.now()): string {
+  const r = d.resources;
+  const running = d.replicas.filter((x) => x.status === 'running').length;
+  const fields: [string, string][] = [
+    ['Name', d.name],
+    ['ID', d.deployment_id],
+    ['Status', paint(status(d.status), colour)],
+    ['Reason', d.reason ?? '<none>'],
+    ['Health', paint(status(d.health), colour)],
+    ['Image', d.container_image],
+    ['Replicas', `${d.target_replicas} desired, ${running} running, ${d.replicas.length} listed`],
+    ['Resources', `${r.cpu_cores} CPU, ${r.memory_mb} MB memory, ${r.gpu_units} GPU, ${r.storage_gb} GB storage (per replica)`],
+  ];
+  if (d.revision !== undefined) fields.push(['Revision', String(d.revision)]);
+  if (d.rollout) {
+    const o = d.rollout;
+    fields.push(['Rollout', `${paint(status(o.state), colour)} to revision ${o.revision}: ${o.updated_replicas} updated, ${o.available_replicas} available${o.reason ? ` (${o.reason})` : ''}`]);
+  }
+  fields.push(['Created', `${d.created_at} (${age(d.created_at, now)} ago)`], ['Updated', d.updated_at]);
+  const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
+  let text = fields.map(([k, v]) => `${`${k}:`.padEnd(pad)}${v}\n`).join('');
+
+  text += '\nReplicas:\n';
+  if (d.replicas.length === 0) text += '  <none>\n';
+  else {
+    const rows = d.replicas.map((x) => [
+      x.id.slice(0, 8),
+      status(x.status),
+      x.node_name ?? '<unscheduled>',
+      x.revision === undefined ? '' : String(x.revision),
+      replicaReason(x, d),
+      age(x.started_at, now),
+    ]);
+    text += indent(renderTable(['ID', 'STATUS', 'NODE', 'REVISION', 'REASON', 'STARTED'], rows, colour));
+  }
+
+  if (revisions !== null) {
+    text += '\nRevisions:\n';
+    const rows = revisions.map((v) => [
+      `${v.revision}${v.revision === d.revision ? '*' : ''}`,
+      v.container_image,
+      `${v.resources.cpu_cores} CPU, ${v.resources.memory_mb} MB`,
+      String(v.active_replicas),
+      age(v.created_at, now),
+    ]);
+    text += rows.length === 0 ? '  <none>\n' : indent(renderTable(['REVISION', 'IMAGE', 'RESOURCES', 'ACTIVE', 'AGE'], rows, colour));
+  }
+
+  text += '\nEvents:\n';
+  const changes = [...d.recent_status_changes].sort((a, b) => Date.parse(a.changed_at) - Date.parse(b.changed_at));
+  text +=
+    changes.length === 0
+      ? '  <none>\n'
+      : indent(renderTable(['AGE', 'CHANGE', 'REASON'], changes.map((c) => [age(c.changed_at, now), `${c.old_status} → ${c.new_status}`, c.reason ?? '']), colour));
+  return text;
+}
+
+/**
+ * Why a replica is where it is. A replica the scheduler could not place carries no reason of its own
+ * on older servers: the deployment's (or its latest Unschedulable history row's) says why.
+ */
+function replicaReason(x: DeploymentState['replicas'][number], d: DeploymentState): string {
+  if (x.reason) return x.reason;
+  if (x.status !== 'pending' || x.node_id !== null) return '';
+  if (d.reason) return d.reason;
+  const unschedulable = [...d.recent_status_changes].reverse().find((c) => c.reason?.startsWith('Unschedulable'));
+  return unschedulable?.reason ?? 'waiting to be scheduled';
+}
+
+const indent = (text: string): string => text.replace(/^(?=.)/gm, '  ');

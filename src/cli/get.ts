@@ -1,0 +1,133 @@
+import { Option, type Command } from 'commander';
+import type { DeploymentEventData, DeploymentListItem, NodeOverview } from '../client/types.js';
+import { sleep } from '../lib/sleep.js';
+import { clientCommand, runClientAction, type ClientContext } from './client-command.js';
+import type { Cli } from './io.js';
+import { OUTPUT_FORMATS, renderDocument, type OutputFormat } from './output/documents.js';
+import { DEPLOYMENT_HEADERS, DEPLOYMENT_WIDE_HEADERS, deploymentRow, NODE_HEADERS, NODE_WIDE_HEADERS, nodeRow, type DeploymentRowSource } from './output/rows.js';
+import { TableWriter } from './output/table.js';
+
+interface GetOptions {
+  output: OutputFormat;
+  watch?: boolean;
+}
+
+const KINDS = { deployments: ['deployments', 'deployment', 'deploy'], nodes: ['nodes', 'node', 'no'] } as const;
+
+/** `steady get deployments|nodes [-o table|wide|json|yaml] [-w]`. */
+export function addGetCommand(program: Command, cli: Cli): Command {
+  const get = program.command('get').description('list deployments or nodes');
+  for (const [kind, [name, ...aliases]] of Object.entries(KINDS)) {
+    clientCommand(get, name)
+      .aliases(aliases)
+      .description(kind === 'deployments' ? 'your deployments, newest first' : 'the nodes, with allocation against capacity (admin)')
+      .addOption(new Option('-o, --output <format>', 'table, wide (more columns), json or yaml').choices(OUTPUT_FORMATS).default('table'))
+      .option('-w, --watch', 'after the list, print every change as it happens (until interrupted)')
+      .action((options: GetOptions, command: Command) =>
+        runClientAction(cli, command, (ctx) => (kind === 'deployments' ? getDeployments(ctx, options) : getNodes(ctx, options))),
+      );
+  }
+  return get;
+}
+
+/** Prints objects: a table, or for json and yaml the API's objects exactly (a list as `{items}`). */
+class Printer<T> {
+  readonly #table: TableWriter | null;
+
+  constructor(
+    private readonly ctx: ClientContext,
+    private readonly format: OutputFormat,
+    headers: { readonly narrow: readonly string[]; readonly wide: readonly string[] },
+    private readonly rowOf: (item: T, wide: boolean) => ReturnType<typeof deploymentRow>,
+  ) {
+    this.#table = format === 'table' || format === 'wide' ? new TableWriter(format === 'wide' ? headers.wide : headers.narrow, ctx.colour) : null;
+  }
+
+  list(items: readonly T[]): void {
+    if (this.#table) {
+      const rows = items.map((i) => this.rowOf(i, this.format === 'wide'));
+      this.ctx.cli.out(this.#table.header(rows) + rows.map((r) => this.#table!.row(r)).join(''));
+    } else {
+      this.ctx.cli.out(renderDocument({ items }, this.format as 'json' | 'yaml'));
+    }
+  }
+
+  /** One changed object while watching: a row, or a document (YAML documents separated by `---`). */
+  one(item: T): void {
+    if (this.#table) this.ctx.cli.out(this.#table.row(this.rowOf(item, this.format === 'wide')));
+    else this.ctx.cli.out(this.format === 'yaml' ? `---\n${renderDocument(item, 'yaml')}` : renderDocument(item, 'json'));
+  }
+}
+
+async function getDeployments(ctx: ClientContext, options: GetOptions): Promise<void> {
+  const printer = new Printer<DeploymentRowSource>(ctx, options.output, { narrow: DEPLOYMENT_HEADERS, wide: DEPLOYMENT_WIDE_HEADERS }, deploymentRow);
+  const known = new Map<string, DeploymentRowSource>();
+  const list = async (): Promise<void> => {
+    const items: DeploymentListItem[] = await ctx.client.allDeployments();
+    known.clear();
+    for (const item of items) known.set(item.deployment_id, item);
+    printer.list(items);
+  };
+  await list();
+  if (!options.watch) return;
+  for await (const event of ctx.client.events({ signal: ctx.cli.signal })) {
+    if (event.type === 'reset') await list();
+    if (event.type !== 'deployment') continue;
+    // The event says what changed; what it does not carry (image, age) comes from the list.
+    const merged = mergeDeployment(known.get(event.data.deployment_id), event.data);
+    known.set(merged.deployment_id, merged);
+    printer.one(merged);
+  }
+}
+
+function mergeDeployment(before: DeploymentRowSource | undefined, e: DeploymentEventData): DeploymentRowSource {
+  return {
+    ...before,
+    deployment_id: e.deployment_id,
+    name: e.name,
+    status: e.status,
+    health: e.health,
+    target_replicas: e.target_replicas,
+    running_replicas: e.running_replicas,
+    ...(e.revision !== undefined ? { revision: e.revision } : {}),
+    ...(e.rollout_state !== undefined ? { rollout_state: e.rollout_state } : {}),
+  };
+}
+
+/**
+ * Nodes have no events of their own: while watching, the list is read again when a replica event
+ * says something moved, and every 2 s (a cordon or a heartbeat); only changed rows are printed.
+ */
+async function getNodes(ctx: ClientContext, options: GetOptions): Promise<void> {
+  const printer = new Printer<NodeOverview>(ctx, options.output, { narrow: NODE_HEADERS, wide: NODE_WIDE_HEADERS }, nodeRow);
+  const first = await ctx.client.nodes();
+  printer.list(first);
+  if (!options.watch) return;
+  const signature = (n: NodeOverview): string => JSON.stringify({ ...n, last_heartbeat_at: null, updated_at: null });
+  const seen = new Map(first.map((n) => [n.node_id, signature(n)]));
+  const stop = new AbortController();
+  const waiter = { wake: (): void => undefined };
+  ctx.cli.signal?.addEventListener('abort', () => stop.abort(), { once: true });
+  const follow = (async () => {
+    try {
+      for await (const event of ctx.client.events({ signal: stop.signal })) if (event.type === 'replica' || event.type === 'reset') waiter.wake();
+    } catch {
+      // Without the stream (a node may not read events) the poll goes on alone.
+    }
+  })();
+  try {
+    while (!stop.signal.aborted) {
+      await Promise.race([sleep(2_000, stop.signal), new Promise<void>((resolve) => (waiter.wake = resolve))]);
+      if (stop.signal.aborted) break;
+      for (const node of await ctx.client.nodes()) {
+        const now = signature(node);
+        if (seen.get(node.node_id) === now) continue;
+        seen.set(node.node_id, now);
+        printer.one(node);
+      }
+    }
+  } finally {
+    stop.abort();
+    await follow;
+  }
+}

@@ -1,0 +1,38 @@
+import type { DeploymentListItem, NodeOverview } from '../../client/types.js';
+import { age, status, type Cell } from './table.js';
+
+/** A deployment in a list, as much as the list item (or a `deployment` event merged into it) says. */
+export type DeploymentRowSource = Pick<DeploymentListItem, 'deployment_id' | 'name' | 'status' | 'health' | 'target_replicas' | 'running_replicas'> &
+  Partial<Pick<DeploymentListItem, 'container_image' | 'total_replicas' | 'created_at'>> & { readonly revision?: number; readonly rollout_state?: string | null };
+
+export const DEPLOYMENT_HEADERS = ['NAME', 'STATUS', 'HEALTH', 'READY', 'AGE'];
+export const DEPLOYMENT_WIDE_HEADERS = [...DEPLOYMENT_HEADERS, 'IMAGE', 'REVISION', 'ROLLOUT', 'ID'];
+
+export function deploymentRow(d: DeploymentRowSource, wide: boolean, now = Date.now()): Cell[] {
+  const row: Cell[] = [d.name, status(d.status), status(d.health), `${d.running_replicas}/${d.target_replicas}`, d.created_at ? age(d.created_at, now) : ''];
+  if (wide) row.push(d.container_image ?? '', d.revision === undefined ? '' : String(d.revision), d.rollout_state ? status(d.rollout_state) : '', d.deployment_id);
+  return row;
+}
+
+export const NODE_HEADERS = ['NAME', 'STATUS', 'CPU', 'MEMORY_MB', 'REPLICAS', 'HEARTBEAT'];
+export const NODE_WIDE_HEADERS = [...NODE_HEADERS, 'GPU', 'STORAGE_GB', 'LABELS', 'ID'];
+
+/** Allocation against capacity, and the active replicas (pending, starting, running). */
+export function nodeRow(n: NodeOverview, wide: boolean, now = Date.now()): Cell[] {
+  const active = n.replica_counts.pending + n.replica_counts.starting + n.replica_counts.running;
+  const row: Cell[] = [
+    n.name,
+    status(n.status),
+    `${round(n.allocated.cpu_cores)}/${n.cpu_cores}`,
+    `${n.allocated.memory_mb}/${n.memory_mb}`,
+    String(active),
+    n.last_heartbeat_at === null ? '<never>' : `${age(n.last_heartbeat_at, now)} ago`,
+  ];
+  if (wide) {
+    const labels = Object.entries(n.labels).map(([k, v]) => `${k}=${v}`).join(',');
+    row.push(`${n.allocated.gpu_units}/${n.gpu_units}`, `${n.allocated.storage_gb}/${n.storage_gb}`, labels === '' ? '<none>' : labels, n.node_id);
+  }
+  return row;
+}
+
+const round = (n: number): number => Math.round(n * 1000) / 1000;

@@ -1,0 +1,134 @@
+import { Option, type Command } from 'commander';
+import type { DeploymentState } from '../client/types.js';
+import { sleep } from '../lib/sleep.js';
+import { durationAtLeast, integerIn } from './arguments.js';
+import { clientCommand, deploymentNamed, runClientAction, type ClientContext } from './client-command.js';
+import type { Cli } from './io.js';
+import { age, renderTable } from './output/table.js';
+
+/** `steady rollout status|history|undo|pause|resume NAME`, as kubectl's. */
+export function addRolloutCommand(program: Command, cli: Cli): Command {
+  const rollout = program.command('rollout').description("follow and steer a deployment's rollouts");
+
+  clientCommand(rollout, 'status <deployment>')
+    .description('wait for the rollout to finish: exit code 0 when complete, 1 when it failed or --timeout passed')
+    .addOption(new Option('--timeout <duration>', 'give up after this long').argParser(durationAtLeast(1, '5m or 90s')).default(600_000, '10m'))
+    .action((nameOrId: string, options: { timeout: number }, command: Command) =>
+      runClientAction(cli, command, (ctx) => waitForRollout(ctx, nameOrId, options.timeout)),
+    );
+
+  clientCommand(rollout, 'history <deployment>')
+    .description("a deployment's revisions, newest first")
+    .action((nameOrId: string, _options: unknown, command: Command) =>
+      runClientAction(cli, command, async (ctx) => {
+        const deployment = await deploymentNamed(ctx, nameOrId);
+        const revisions = await ctx.client.revisions(deployment.deployment_id);
+        const rows = revisions.map((r) => [
+          `${r.revision}${r.revision === deployment.revision ? '*' : ''}`,
+          r.container_image,
+          `${r.resources.cpu_cores}`,
+          `${r.resources.memory_mb}`,
+          `${r.active_replicas}`,
+          age(r.created_at),
+        ]);
+        cli.out(`deployment/${deployment.name} (* = desired)\n`);
+        cli.out(renderTable(['REVISION', 'IMAGE', 'CPU', 'MEMORY_MB', 'ACTIVE', 'AGE'], rows, ctx.colour));
+      }),
+    );
+
+  clientCommand(rollout, 'undo <deployment>')
+    .description('roll back: a new revision with the template of an earlier one (default: the one before the current)')
+    .option('--to-revision <n>', 'the revision whose template to go back to', integerIn(1, 2_147_483_647))
+    .action((nameOrId: string, options: { toRevision?: number }, command: Command) =>
+      runClientAction(cli, command, async (ctx) => {
+        const deployment = await deploymentNamed(ctx, nameOrId);
+        const after = await ctx.client.rollback(deployment.deployment_id, options.toRevision);
+        cli.out(`deployment/${deployment.name} rolled back${after.revision !== undefined ? ` (revision ${after.revision})` : ''}\n`);
+      }),
+    );
+
+  for (const [verb, done] of [
+    ['pause', 'paused'],
+    ['resume', 'resumed'],
+  ] as const) {
+    clientCommand(rollout, `${verb} <deployment>`)
+      .description(verb === 'pause' ? 'make no further rollout step (scaling still works)' : 'let a paused rollout go on')
+      .action((nameOrId: string, _options: unknown, command: Command) =>
+        runClientAction(cli, command, async (ctx) => {
+          const deployment = await deploymentNamed(ctx, nameOrId);
+          await (verb === 'pause' ? ctx.client.pause(deployment.deployment_id) : ctx.client.resume(deployment.deployment_id));
+          cli.out(`deployment/${deployment.name} ${done}\n`);
+        }),
+      );
+  }
+  return rollout;
+}
+
+type Progress = { readonly done: true; readonly failed: boolean; readonly line: string } | { readonly done: false; readonly line: string };
+
+/** Where a rollout stands, in kubectl's words. */
+export function rolloutProgress(d: DeploymentState): Progress {
+  const name = `deployment "${d.name}"`;
+  const rollout = d.rollout;
+  if (d.status === 'failed') return { done: true, failed: true, line: `${name} failed: ${d.reason ?? 'no reason given'}` };
+  if (d.status === 'stopped') return { done: true, failed: true, line: `${name} is stopped` };
+  if (!rollout) {
+    // A server without rollouts: done when every target replica runs.
+    const running = d.replicas.filter((r) => r.status === 'running').length;
+    return d.status === 'running' ? { done: true, failed: false, line: `${name} successfully rolled out` } : { done: false, line: `Waiting for ${name}: ${running} of ${d.target_replicas} replicas running...` };
+  }
+  switch (rollout.state) {
+    case 'complete':
+      return { done: true, failed: false, line: `${name} successfully rolled out (revision ${rollout.revision})` };
+    case 'failed':
+      return { done: true, failed: true, line: `${name} rollout failed: ${rollout.reason ?? d.reason ?? 'no reason given'}` };
+    case 'paused':
+      return { done: false, line: `Waiting for ${name}: the rollout to revision ${rollout.revision} is paused (steady rollout resume ${d.name})` };
+    default:
+      if (rollout.updated_replicas < d.target_replicas) {
+        return { done: false, line: `Waiting for ${name} rollout to finish: ${rollout.updated_replicas} of ${d.target_replicas} updated replicas are available...` };
+      }
+      return { done: false, line: `Waiting for ${name} rollout to finish: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...` };
+  }
+}
+
+/**
+ * Follows the deployment until its rollout completes (0) or fails (1), or the timeout passes (1):
+ * woken by its events, with a poll every 2 s as the fallback, printing each new progress line.
+ */
+async function waitForRollout(ctx: ClientContext, nameOrId: string, timeoutMs: number): Promise<number> {
+  const first = await deploymentNamed(ctx, nameOrId);
+  const stop = new AbortController();
+  const abortAll = (): void => stop.abort();
+  ctx.cli.signal?.addEventListener('abort', abortAll, { once: true });
+  const timer = setTimeout(abortAll, timeoutMs);
+  const waiter: { wake: () => void } = { wake: () => undefined };
+  const follow = (async () => {
+    try {
+      for await (const _ of ctx.client.events({ deploymentId: first.deployment_id, signal: stop.signal })) waiter.wake();
+    } catch {
+      // No event stream (an older server, or refused): the poll still finds the end.
+    }
+  })();
+  try {
+    let last = '';
+    let current = first;
+    for (;;) {
+      const progress = rolloutProgress(current);
+      if (progress.line !== last) ctx.cli.out(`${progress.line}\n`);
+      last = progress.line;
+      if (progress.done) return progress.failed ? 1 : 0;
+      await Promise.race([sleep(2_000, stop.signal), new Promise<void>((resolve) => (waiter.wake = resolve))]);
+      if (stop.signal.aborted) {
+        ctx.cli.err(`error: timed out waiting for deployment "${first.name}" to roll out\n`);
+        return 1;
+      }
+      current = await ctx.client.status(first.deployment_id);
+    }
+  } finally {
+    clearTimeout(timer);
+    ctx.cli.signal?.removeEventListener('abort', abortAll);
+    stop.abort();
+    await follow;
+  }
+}
