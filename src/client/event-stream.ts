@@ -1,6 +1,6 @@
-import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { ApiError, errorFromAnswer, errorFromFailure, parseJson } from './api-error.js';
 import { sleep } from '../lib/sleep.js';
+import { createSseParser, type SseMessage } from './sse-parser.js';
 import type { SteadyEvent } from './types.js';
 
 export interface WatchOptions {
@@ -28,7 +28,7 @@ const FATAL = (status: number): boolean => status >= 400 && status < 500 && stat
 
 /**
  * Server-Sent Events over fetch, because EventSource cannot send an Authorization header. The wire
- * format (`id`, `event`, `data`, `retry`, comments, CR/LF variants) is parsed by eventsource-parser.
+ * format (`id`, `event`, `data`, `retry`, comments, CR/LF variants) is parsed by src/client/sse-parser.ts.
  * Each reconnection sends the last id seen, so nothing retained is missed; the delay starts at the
  * server's `retry:` and doubles on every failure in a row, up to `maxDelayMs`.
  */
@@ -41,12 +41,14 @@ export async function* watchEvents(transport: StreamTransport, options: WatchOpt
   while (!signal?.aborted) {
     let failure: ApiError;
     const pending: SteadyEvent[] = [];
-    const parser = createParser({
+    const parser = createSseParser({
       onEvent: (message) => {
-        // An event without an id keeps the last one (the SSE rule); an empty id clears it.
-        if (message.id !== undefined) lastEventId = message.id === '' ? null : message.id;
         const event = toEvent(message);
         if (event) pending.push(event);
+      },
+      // Also the id of the server's opening block, which has no data: a reconnection resumes from it.
+      onId: (id) => {
+        lastEventId = id === '' ? null : id;
       },
       onRetry: (ms) => {
         retryMs = ms;
@@ -88,7 +90,7 @@ export async function* watchEvents(transport: StreamTransport, options: WatchOpt
   }
 }
 
-function toEvent(message: EventSourceMessage): SteadyEvent | null {
+function toEvent(message: SseMessage): SteadyEvent | null {
   const type = message.event ?? 'message';
   // Unknown types are skipped: a newer server may add some.
   if (!KNOWN_TYPES.has(type)) return null;
