@@ -87,7 +87,7 @@ describeDocker('steady agent --runtime docker as a process', (host) => {
 
   it('steady dev --runtime docker runs a deployment as containers on the local engine', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'steady-dev-docker-'));
-    const dev = startSteady(['dev', '--runtime', 'docker', '--network', 'none'], { DATABASE_URL: undefined, JWT_SECRET: undefined, STEADY_DATA_DIR: dir, PORT: '0', DOCKER_HOST: host });
+    const dev = startSteady(['dev', '--runtime', 'docker', '--network', 'none'], { DATABASE_URL: undefined, JWT_SECRET: undefined, STEADY_DATA_DIR: dir, XDG_CONFIG_HOME: dir, PORT: '0', DOCKER_HOST: host });
     procs.push(dev);
     // The embedded database's first start takes long on a loaded machine.
     const [, url] = await dev.waitFor(/API\s+(http:\/\/\S+)/, 400_000);
