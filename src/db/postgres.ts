@@ -1,7 +1,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
 import type { Logger } from '../logger.js';
-import type { Database, ListenHandlers, Listener, Session } from './database.js';
+import type { Database, DedicatedConnection, ListenHandlers, Listener, Session } from './database.js';
 import { preparingClient, StatementNames } from './prepared-statements.js';
 import type { Tables } from './tables.js';
 
@@ -19,6 +19,7 @@ export interface PostgresOptions {
  * LISTEN and session state do not survive transaction pooling.
  */
 export function openPostgres(options: PostgresOptions): Database {
+  const dedicated = new Set<DedicatedConnection>();
   const pool = new pg.Pool({
     connectionString: options.url,
     max: options.poolMax,
@@ -71,16 +72,21 @@ export function openPostgres(options: PostgresOptions): Database {
         client.on('error', (err) => options.logger.warn({ err: err.message, purpose }, 'dedicated database connection lost while in use'));
       });
       const ownDb = new Kysely<Tables>({ dialect: new PostgresDialect({ pool: own }) });
-      return {
+      const connection = {
         db: ownDb,
         async close() {
+          dedicated.delete(connection);
           await ownDb.destroy();
           if (!own.ended) await own.end();
         },
       };
+      dedicated.add(connection);
+      return connection;
     },
     listen: (channels, handlers) => listenPostgres(options, channels, handlers),
     async close() {
+      // A closed database leaves nothing behind: a leader whose pool is gone must not keep renewing its lease.
+      await Promise.all([...dedicated].map((c) => c.close()));
       await db.destroy();
       // Kysely ends the pool only if it ever ran a query itself; session() uses the pool directly.
       if (!pool.ended) await pool.end();
