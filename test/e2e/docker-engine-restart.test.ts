@@ -62,8 +62,7 @@ describeDocker('Docker engine restarted under the agent', () => {
     expect((await running(engine, name)).map((c) => c.Labels[LABELS.replicaId]).sort()).toEqual(now);
     for (const r of before) expect(await engine.inspectContainer(containerName(r))).toBeNull();
 
-    // The event stream reconnected, and the agent recovered from the passes that failed while the engine was away.
+    // The event stream reconnected after the engine came back.
     expect(log.text()).toContain('Docker event stream reconnected');
-    expect(log.text()).toContain('API reachable again');
   }, 300_000);
 });
