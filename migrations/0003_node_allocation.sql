@@ -130,6 +130,16 @@ CREATE TRIGGER replicas_allocation_update AFTER UPDATE ON deployment_replicas
 CREATE TRIGGER replicas_allocation_delete AFTER DELETE ON deployment_replicas
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION steady_allocation_on_delete();
 
+-- A database with live replicas (one that went down past this migration and up again) starts exact.
+UPDATE nodes n SET allocated_cpu_cores = a.cpu, allocated_memory_mb = a.mem, allocated_gpu_units = a.gpu, allocated_storage_gb = a.sto
+FROM (
+    SELECT r.node_id, sum(res.cpu_cores::numeric) AS cpu, sum(res.memory_mb) AS mem, sum(res.gpu_units) AS gpu, sum(res.storage_gb) AS sto
+    FROM deployment_replicas r JOIN deployment_resources res ON res.deployment_id = r.deployment_id
+    WHERE r.node_id IS NOT NULL AND steady_allocating(r.status)
+    GROUP BY r.node_id
+) a
+WHERE n.id = a.node_id;
+
 -- migrate:down
 DROP TRIGGER resources_allocation_delete ON deployment_resources;
 DROP FUNCTION steady_allocation_on_resources_delete();

@@ -23,7 +23,7 @@ interface SimulatedContainer {
 
 /**
  * Containers that exist only in memory: a start takes `startDelayMs`, a fraction `failRate` of starts
- * fail, and `crash()` makes a running container exit later. Like a machine that reboots, it forgets
+ * fail, an image tagged `fail` never starts, and `crash()` makes a running container exit later. Like a machine that reboots, it forgets
  * everything when the process ends.
  */
 export class SimulatedRuntime implements ContainerRuntime {
@@ -66,7 +66,10 @@ export class SimulatedRuntime implements ContainerRuntime {
       return { ...snapshot(container), state: 'failed', reason: 'Stopped: removed while starting' };
     }
     // Decided after the delay, so a random source scripted by a test is consulted in start order.
-    if (this.#random() < this.#failRate) {
+    if (isUnpullable(spec.image)) {
+      container.state = 'failed';
+      container.reason = `ErrImagePull: simulated: ${spec.image} cannot be pulled`;
+    } else if (this.#random() < this.#failRate) {
       container.state = 'failed';
       container.reason = `SimulatedFailure: ${spec.image} exited with code 1 while starting`;
     } else {
@@ -103,6 +106,9 @@ export class SimulatedRuntime implements ContainerRuntime {
     return [...this.#containers.values()].filter((c) => c.state === 'running').map((c) => c.replicaId);
   }
 }
+
+/** Images tagged `fail` (`nginx:fail`) never start: a bad image to try rollouts and rollbacks with. */
+export const isUnpullable = (image: string): boolean => /:fail$/.test(image);
 
 function snapshot(c: SimulatedContainer): ContainerStatus {
   return { containerId: c.containerId, replicaId: c.replicaId, state: c.state, reason: c.reason };

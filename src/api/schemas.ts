@@ -1,6 +1,12 @@
 import { z } from '@hono/zod-openapi';
 import { NODE_STATUSES, REPLICA_STATUSES } from '../domain/types.js';
-import { DEPLOYMENT_LIMITS as D, NODE_LIMITS as N, REPLICA_REPORT_LIMITS as R } from '../domain/validation.js';
+import {
+  DEPLOYMENT_LIMITS as D,
+  NODE_LIMITS as N,
+  REPLICA_REPORT_LIMITS as R,
+  STRATEGY_LIMITS as S,
+  TEMPLATE_LIMITS as T,
+} from '../domain/validation.js';
 
 /**
  * The request and response schemas: the same objects validate requests and generate /openapi.json.
@@ -35,21 +41,107 @@ const ResourcesIn = z
   })
   .openapi('ResourcesInput');
 
+/** The resources named change, the others keep (no default here: a missing field is no change). */
+const ResourcesPatch = z
+  .strictObject({
+    cpu_cores: z.number().min(D.cpuCores.min).max(D.cpuCores.max).optional(),
+    memory_mb: intIn(D.memoryMb).optional(),
+    gpu_units: intIn(D.gpuUnits).optional(),
+    storage_gb: intIn(D.storageGb).optional(),
+  })
+  .openapi('ResourcesPatch');
+
 export const TargetReplicas = intIn(D.targetReplicas).openapi({ example: 3 });
+
+const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
+// PostgreSQL stores no NUL character in text or jsonb: refuse it here, not as a 500 there.
+const NO_NUL = /^[^\u0000]*$/;
+
+const ContainerImage = z
+  .string()
+  .min(D.containerImage.min)
+  .max(D.containerImage.max)
+  .regex(D.containerImage.pattern, 'no whitespace or control characters')
+  .openapi({ example: 'nginx:1.27' });
+
+const Command = z
+  .array(
+    z
+      .string()
+      .regex(NO_NUL, 'no NUL characters')
+      .refine((arg) => utf8Bytes(arg) <= T.command.maxBytes, `each argument at most ${T.command.maxBytes} bytes`),
+  )
+  .max(T.command.maxItems)
+  .nullable()
+  .openapi({ description: "Overrides the image's command; null keeps the image's", example: ['nginx', '-g', 'daemon off;'] });
+
+const Env = z
+  .record(
+    z.string().max(T.env.nameMax).regex(T.env.namePattern, 'names: a letter or "_", then letters, digits or "_"'),
+    z
+      .string()
+      .regex(NO_NUL, 'no NUL characters')
+      .refine((value) => utf8Bytes(value) <= T.env.valueMaxBytes, `each value at most ${T.env.valueMaxBytes} bytes`),
+  )
+  .refine((env) => Object.keys(env).length <= T.env.maxEntries, `at most ${T.env.maxEntries} variables`)
+  .nullable()
+  .openapi({ description: 'Environment variables; values are never logged', example: { LOG_LEVEL: 'info' } });
+
+const SurgeOrUnavailable = z.union([
+  intIn(S.count),
+  z.string().regex(S.percent, 'an integer from 0 to 100, or a percentage from "0%" to "100%"'),
+]);
+
+/** Every field optional: a PATCH changes the fields it names; create fills the rest with the defaults. */
+export const StrategyIn = z
+  .strictObject({
+    type: z.enum(['rolling', 'recreate']).optional(),
+    max_surge: SurgeOrUnavailable.optional(),
+    max_unavailable: SurgeOrUnavailable.optional(),
+    min_ready_seconds: intIn(S.minReadySeconds).optional(),
+    progress_deadline_seconds: intIn(S.progressDeadlineSeconds).optional(),
+    auto_rollback: z.boolean().optional(),
+  })
+  .openapi('StrategyInput');
+
+export const StrategySchema = z
+  .object({
+    type: z.enum(['rolling', 'recreate']),
+    max_surge: z.union([z.number().int(), z.string()]),
+    max_unavailable: z.union([z.number().int(), z.string()]),
+    min_ready_seconds: z.number().int(),
+    progress_deadline_seconds: z.number().int(),
+    auto_rollback: z.boolean(),
+  })
+  .openapi('Strategy');
 
 export const CreateDeploymentBody = z
   .strictObject({
     name: DeploymentName,
-    container_image: z
-      .string()
-      .min(D.containerImage.min)
-      .max(D.containerImage.max)
-      .regex(D.containerImage.pattern, 'no whitespace or control characters')
-      .openapi({ example: 'nginx:1.27' }),
+    container_image: ContainerImage,
     target_replicas: TargetReplicas,
     resources: ResourcesIn,
+    command: Command.optional(),
+    env: Env.optional(),
+    strategy: StrategyIn.optional(),
   })
   .openapi('CreateDeployment');
+
+export const PatchDeploymentBody = z
+  .strictObject({
+    container_image: ContainerImage.optional(),
+    resources: ResourcesPatch.optional(),
+    command: Command.optional(),
+    env: Env.optional(),
+    target_replicas: TargetReplicas.optional(),
+    strategy: StrategyIn.optional(),
+  })
+  .refine((body) => Object.keys(body).length > 0, 'name at least one field to change')
+  .openapi('PatchDeployment');
+
+export const RollbackBody = z
+  .strictObject({ revision: z.number().int().min(1).optional().openapi({ description: 'default: the revision before the current one' }) })
+  .openapi('RollbackDeployment');
 
 export const ScaleBody = z.strictObject({ target_replicas: TargetReplicas }).openapi('ScaleDeployment');
 
@@ -77,6 +169,16 @@ export const Resources = z
   .object({ cpu_cores: z.number(), memory_mb: z.number().int(), gpu_units: z.number().int(), storage_gb: z.number().int() })
   .openapi('Resources');
 
+export const RolloutSchema = z
+  .object({
+    state: z.enum(['progressing', 'complete', 'paused', 'failed']),
+    revision: z.number().int().openapi({ description: 'the desired revision' }),
+    updated_replicas: z.number().int().openapi({ description: 'active replicas running the desired template' }),
+    available_replicas: z.number().int().openapi({ description: 'of those, running for at least min_ready_seconds' }),
+    reason: z.string().nullable(),
+  })
+  .openapi('Rollout');
+
 export const DeploymentStatusSchema = z
   .object({
     deployment_id: uuid,
@@ -94,6 +196,8 @@ export const DeploymentStatusSchema = z
         container_id: z.string().nullable(),
         started_at: nullableTimestamp,
         stopped_at: nullableTimestamp,
+        revision: z.number().int(),
+        reason: z.string().nullable(),
       }),
     ),
     resources: Resources,
@@ -102,8 +206,30 @@ export const DeploymentStatusSchema = z
     ),
     created_at: timestamp,
     updated_at: timestamp,
+    revision: z.number().int().openapi({ description: 'the desired revision' }),
+    reason: z.string().nullable().openapi({ description: 'why the deployment is where it is, e.g. Unschedulable: …' }),
+    rollout: RolloutSchema,
+    command: z.array(z.string()).nullable(),
+    env: z.record(z.string(), z.string()).nullable(),
+    strategy: StrategySchema,
   })
   .openapi('DeploymentStatus');
+
+export const RevisionListSchema = z
+  .object({
+    items: z.array(
+      z.object({
+        revision: z.number().int(),
+        container_image: z.string(),
+        resources: Resources,
+        command: z.array(z.string()).nullable(),
+        env: z.record(z.string(), z.string()).nullable(),
+        created_at: timestamp,
+        active_replicas: z.number().int(),
+      }),
+    ),
+  })
+  .openapi('RevisionList');
 
 export const DeploymentListSchema = z
   .object({
@@ -186,8 +312,11 @@ export const HeartbeatSchema = z
         replica_id: uuid,
         deployment_id: uuid,
         status: ReplicaStatusEnum.openapi({ description: 'the status the database holds now' }),
+        revision: z.number().int(),
         container_image: z.string(),
         resources: Resources,
+        command: z.array(z.string()).nullable(),
+        env: z.record(z.string(), z.string()).nullable(),
         desired: z.enum(['run', 'stop']),
       }),
     ),

@@ -4,6 +4,7 @@ import type { DeploymentStatusRecord } from '../db/queries/deployment-status.js'
 import type { ReplicaCounts } from '../db/queries/replica-counts.js';
 import type { NodeRow, ReplicaRow } from '../db/tables.js';
 import { deploymentHealth, type DeploymentHealth } from '../domain/health.js';
+import { strategyJson } from '../domain/strategy.js';
 import type { ReplicaStatus, Resources } from '../domain/types.js';
 
 /** Domain and row values → the API's JSON (snake_case, UTC ISO-8601 timestamps with `Z`). */
@@ -50,6 +51,8 @@ export function deploymentStatusJson(d: DeploymentStatusRecord) {
       container_id: r.containerId,
       started_at: isoOrNull(r.startedAt),
       stopped_at: isoOrNull(r.stoppedAt),
+      revision: r.revision,
+      reason: r.reason,
     })),
     resources: resourcesJson(d.resources),
     recent_status_changes: d.history.map((h) => ({
@@ -60,6 +63,18 @@ export function deploymentStatusJson(d: DeploymentStatusRecord) {
     })),
     created_at: iso(d.createdAt),
     updated_at: iso(d.updatedAt),
+    revision: d.revision,
+    reason: d.reason,
+    rollout: {
+      state: d.rollout.state,
+      revision: d.rollout.revision,
+      updated_replicas: d.rollout.updatedReplicas,
+      available_replicas: d.rollout.availableReplicas,
+      reason: d.rollout.reason,
+    },
+    command: d.template.command === null ? null : [...d.template.command],
+    env: d.template.env === null ? null : { ...d.template.env },
+    strategy: strategyJson(d.strategy),
   };
 }
 
@@ -102,8 +117,11 @@ export function assignmentJson(a: Assignment) {
     replica_id: a.replicaId,
     deployment_id: a.deploymentId,
     status: a.status,
+    revision: a.revision,
     container_image: a.containerImage,
     resources: resourcesJson(a.resources),
+    command: a.command === null ? null : [...a.command],
+    env: a.env === null ? null : { ...a.env },
     desired: a.status === 'stopping' ? ('stop' as const) : ('run' as const),
   };
 }

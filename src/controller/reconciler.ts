@@ -56,7 +56,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
           const view = new NodeView(nodes);
           return present.map((id) => {
             const plan = planOne(id, view.nodes);
-            view.take(plan, loaded.get(id)!.resources);
+            view.take(plan);
             return { id, deployment: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], plan };
           });
         };
@@ -158,6 +158,13 @@ export function describePlan(plan: Plan): Record<string, unknown> {
   if (plan.stop.length > 0) out.stopped = plan.stop.length;
   if (plan.markReplaced.length > 0) out.replaced_failed = plan.markReplaced.length;
   if (plan.history.length > 0) out.status = plan.history.map((h) => `${h.oldStatus}→${h.newStatus}`).join(', ');
+  // A rollout step: the old and new template's replica counts it started from, and what it did.
+  if (plan.step !== null) {
+    out.rollout_revision = plan.step.revision;
+    out.old_replicas = plan.step.oldReplicas;
+    out.new_replicas = plan.step.newReplicas;
+  }
+  if (plan.rollbackTo !== null) out.rolled_back_to = plan.rollbackTo;
   const reason = plan.deployment.statusReason ?? plan.createReason;
   if (reason) out.reason = reason;
   if (plan.requeueAfterMs !== null) out.requeue_after_ms = plan.requeueAfterMs;

@@ -1,5 +1,6 @@
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely';
-import type { DeploymentStatus, NodeStatus, ReplicaStatus } from '../domain/types.js';
+import type { StrategyJson } from '../domain/strategy.js';
+import type { DeploymentStatus, NodeStatus, ReplicaStatus, RolloutState } from '../domain/types.js';
 
 /** Row types, as the database holds them. Domain values (src/domain/types.ts) are kept apart. */
 
@@ -25,7 +26,11 @@ export interface NodesTable {
   last_heartbeat_at: NullableTimestamp;
   created_at: Timestamp;
   updated_at: Timestamp;
-  /** Kept by triggers (migration 0003); NUMERIC/BIGINT come back as strings: cast when selecting. */
+  /**
+   * Kept by triggers (migrations 0003, 0005); NUMERIC/BIGINT come back as strings: cast when selecting.
+   * CPU is summed in millicores; allocated_cpu_cores is derived from it.
+   */
+  allocated_cpu_millicores: ColumnType<string, never, never>;
   allocated_cpu_cores: ColumnType<string, never, never>;
   allocated_memory_mb: ColumnType<string, never, never>;
   allocated_gpu_units: ColumnType<string, never, never>;
@@ -47,6 +52,36 @@ export interface DeploymentsTable {
   restart_count: ColumnType<number, number | undefined, number>;
   backoff_until: NullableTimestamp;
   ever_running: ColumnType<boolean, boolean | undefined, boolean>;
+  /** The desired revision (migration 0005). */
+  revision: ColumnType<number, number | undefined, number>;
+  strategy: ColumnType<StrategyJson, string | undefined, string>;
+  paused: ColumnType<boolean, boolean | undefined, boolean>;
+  rollout_state: ColumnType<RolloutState, RolloutState | undefined, RolloutState>;
+  rollout_reason: string | null;
+  rollout_progress_at: NullableTimestamp;
+  rollout_best_available: ColumnType<number, number | undefined, number>;
+  rollout_least_old: ColumnType<number | null, number | null | undefined, number | null>;
+  rollout_failures: ColumnType<number, number | undefined, number>;
+  stable_revision: ColumnType<number | null, number | null | undefined, number | null>;
+}
+
+export interface DeploymentRevisionsTable {
+  id: Generated<string>;
+  deployment_id: string;
+  revision: number;
+  /** The first revision whose template equals this one's: equal values, equal templates. */
+  template_revision: number;
+  container_image: string;
+  cpu_cores: number;
+  /** cpu_cores rounded up to the millicore, as allocation sums count it (generated). */
+  cpu_millicores: ColumnType<number, never, never>;
+  memory_mb: number;
+  gpu_units: ColumnType<number, number | undefined, number>;
+  storage_gb: number;
+  command: string[] | null;
+  env: ColumnType<Record<string, string> | null, string | null | undefined, string | null>;
+  created_at: Timestamp;
+  created_by: string | null;
 }
 
 export interface DeploymentResourcesTable {
@@ -72,6 +107,8 @@ export interface DeploymentReplicasTable {
   updated_at: Timestamp;
   reason: string | null;
   replaced: ColumnType<boolean, boolean | undefined, boolean>;
+  /** The revision this replica runs (migration 0005); required on insert. */
+  revision: number;
 }
 
 export interface DeploymentStatusHistoryTable {
@@ -104,6 +141,7 @@ export interface Tables {
   nodes: NodesTable;
   deployments: DeploymentsTable;
   deployment_resources: DeploymentResourcesTable;
+  deployment_revisions: DeploymentRevisionsTable;
   deployment_replicas: DeploymentReplicasTable;
   deployment_status_history: DeploymentStatusHistoryTable;
   steady_leader: LeaderLeaseTable;
@@ -114,6 +152,7 @@ export type UserRow = Selectable<UsersTable>;
 export type NodeRow = Selectable<NodesTable>;
 export type DeploymentRow = Selectable<DeploymentsTable>;
 export type DeploymentResourcesRow = Selectable<DeploymentResourcesTable>;
+export type RevisionRow = Selectable<DeploymentRevisionsTable>;
 export type ReplicaRow = Selectable<DeploymentReplicasTable>;
 export type HistoryRow = Selectable<DeploymentStatusHistoryTable>;
 export type NewReplica = Insertable<DeploymentReplicasTable>;

@@ -21,15 +21,15 @@ export class NodeView {
     return this.#nodes;
   }
 
-  /** Adds `need` to the allocation of every node the plan places a replica on. */
-  take(plan: Plan, need: Resources): void {
-    const place = (nodeId: string): void => {
+  /** Adds to each node's allocation what every replica the plan places on it holds. */
+  take(plan: Plan): void {
+    const place = (nodeId: string, need: Resources): void => {
       const i = this.#index.get(nodeId);
       if (i === undefined) return;
       const node = this.#nodes[i]!;
       this.#nodes[i] = { ...node, allocated: addResources(node.allocated, need) };
     };
-    for (const b of plan.bind) place(b.nodeId);
-    for (const c of plan.create) if (c.nodeId !== null) place(c.nodeId);
+    for (const b of plan.bind) place(b.nodeId, b.resources);
+    for (const c of plan.create) if (c.nodeId !== null) place(c.nodeId, c.resources);
   }
 }

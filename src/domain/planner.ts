@@ -1,7 +1,9 @@
 import { addResources, subtractResources } from './resources.js';
 import { placeReplicas } from './scheduler.js';
-import { isActive, isAllocating } from './types.js';
-import type { Deployment, DeploymentStatus, Node, Replica, Resources } from './types.js';
+import { rolloutProgress } from './rollout-progress.js';
+import { rolloutStep } from './rollout.js';
+import { isActive } from './types.js';
+import type { Deployment, DeploymentStatus, Node, Replica, Resources, Rollout } from './types.js';
 import { pickVictims } from './victims.js';
 
 export interface PlannerConfig {
@@ -30,11 +32,13 @@ export interface PlannerInput {
 }
 
 export type StopTarget = 'stopping' | 'stopped';
-export interface PlannedCreate { readonly nodeId: string | null }
-/** Binding also clears the replica's stored unschedulable reason. */
-export interface PlannedBind { readonly replicaId: string; readonly nodeId: string }
+/** A new replica of `revision`, holding `resources` (that revision's) on its node. */
+export interface PlannedCreate { readonly nodeId: string | null; readonly revision: number; readonly resources: Resources }
+/** Binding also clears the replica's stored unschedulable reason. `resources`: the replica's own. */
+export interface PlannedBind { readonly replicaId: string; readonly nodeId: string; readonly resources: Resources }
 export interface PlannedStop { readonly replicaId: string; readonly to: StopTarget; readonly reason: string }
-export interface StatusChange { readonly oldStatus: DeploymentStatus; readonly newStatus: DeploymentStatus; readonly reason: string }
+/** A history row: a status move, or a rollout's (`rollout:progressing` → `rollout:complete`, `revision:1` → `revision:2`). */
+export interface StatusChange { readonly oldStatus: string; readonly newStatus: string; readonly reason: string }
 
 export interface DeploymentPatch {
   readonly status?: DeploymentStatus;
@@ -42,6 +46,18 @@ export interface DeploymentPatch {
   readonly restartCount?: number;
   readonly backoffUntil?: Date | null;
   readonly everRunning?: boolean;
+  /** The rollout's fields that change. */
+  readonly rollout?: Partial<Rollout>;
+  readonly stableRevision?: number;
+}
+
+/** What a rollout step did, for the operator's log line. */
+export interface StepSummary {
+  readonly revision: number;
+  readonly oldReplicas: number;
+  readonly newReplicas: number;
+  readonly created: number;
+  readonly stopped: number;
 }
 
 export interface Plan {
@@ -55,11 +71,15 @@ export interface Plan {
   /** Only the fields that change. */
   readonly deployment: DeploymentPatch;
   readonly history: readonly StatusChange[];
-  /** Look again after this long (creation held by back-off), else null. */
+  /** Look again after this long (creation held by back-off, min_ready_seconds, a deadline), else null. */
   readonly requeueAfterMs: number | null;
+  /** A failed rollout rolls back: a new revision with this revision's template. */
+  readonly rollbackTo: number | null;
+  /** Set when the plan takes a rollout step. */
+  readonly step: StepSummary | null;
 }
 
-type Tracked = Required<DeploymentPatch>;
+type Tracked = Required<Omit<DeploymentPatch, 'rollout' | 'stableRevision'>>;
 
 const backoffMs = (restartCount: number, config: PlannerConfig): number =>
   // The exponent is capped so a huge restart count cannot make base * 2^n Infinity (or NaN for base 0).
@@ -83,6 +103,17 @@ const diff = (d: Deployment, next: Tracked): DeploymentPatch => {
 
 const stopTarget = (r: Replica): StopTarget => (r.status === 'pending' && r.nodeId === null ? 'stopped' : 'stopping');
 
+/** Replicas grouped by revision, groups in the order of their first member. */
+const byRevision = (replicas: readonly Replica[]): Replica[][] => {
+  const groups = new Map<number, Replica[]>();
+  for (const r of replicas) {
+    const group = groups.get(r.revision);
+    if (group) group.push(r);
+    else groups.set(r.revision, [r]);
+  }
+  return [...groups.values()];
+};
+
 const terminalReason = (d: Deployment): string | null =>
   d.deleted || d.status === 'deleted'
     ? 'DeploymentDeleted'
@@ -104,7 +135,7 @@ export const planDeployment = (input: PlannerInput): Plan => {
   };
   const everRunning = d.everRunning || replicas.some((r) => r.status === 'running');
   const current: Tracked = { status: d.status, statusReason: d.statusReason, restartCount: d.restartCount, backoffUntil: d.backoffUntil, everRunning };
-  const empty = { create: [], createReason: null, bind: [], markReplaced: [], history: [], requeueAfterMs: null };
+  const empty = { create: [], createReason: null, bind: [], markReplaced: [], history: [], requeueAfterMs: null, rollbackTo: null, step: null };
   const initiallyActive = replicas.filter((r) => isActive(r.status));
 
   const newFailures = replicas.filter((r) => r.status === 'failed' && !r.replaced);
@@ -126,7 +157,8 @@ export const planDeployment = (input: PlannerInput): Plan => {
     const reason = `CrashLoopBackOff: ${restartCount} replicas failed and none ever ran`;
     stopAll(initiallyActive, 'DeploymentFailed');
     const next: Tracked = { ...current, status: 'failed', statusReason: reason, restartCount, backoffUntil };
-    return { ...empty, stop, markReplaced, deployment: diff(d, next), history: [{ oldStatus: d.status, newStatus: 'failed', reason }] };
+    const rollout = d.rollout.state === 'progressing' ? { rollout: { state: 'failed' as const, reason } } : {};
+    return { ...empty, stop, markReplaced, deployment: { ...diff(d, next), ...rollout }, history: [{ oldStatus: d.status, newStatus: 'failed', reason }] };
   }
 
   const draining = new Set(input.nodes.filter((n) => n.status === 'draining').map((n) => n.id));
@@ -135,10 +167,51 @@ export const planDeployment = (input: PlannerInput): Plan => {
   let active = initiallyActive.filter((r) => !isDraining(r));
 
   const target = Math.max(0, d.targetReplicas);
-  if (active.length > target) {
-    const victims = new Set(pickVictims(active, active.length - target));
-    stopAll([...victims], 'ScaledDown');
-    active = active.filter((r) => !victims.has(r));
+  const isCurrent = (r: Replica) => r.templateRevision === d.templateRevision;
+  const minReadyMs = d.strategy.minReadySeconds * 1000;
+  const availableAt = (r: Replica) => (r.status === 'running' && r.startedAt !== null ? r.startedAt.getTime() + minReadyMs : Infinity);
+  const isAvailable = (r: Replica) => availableAt(r) <= now.getTime();
+  const old = active.filter((r) => !isCurrent(r));
+  const oldStopping = replicas.filter((r) => r.status === 'stopping' && !isCurrent(r)).length;
+  const progress = rolloutProgress({
+    deployment: d,
+    target,
+    current: active.filter(isCurrent),
+    old,
+    newFailures: newFailures.filter((r) => r.reason !== 'NodeLost' && isCurrent(r)).length,
+    isAvailable,
+    now,
+    failureThreshold: config.failureThreshold,
+  });
+
+  // What to create, by revision: the desired one, except when scaling a paused rollout.
+  let createCount = 0;
+  let createOf: { revision: number; resources: Resources } = { revision: d.revision, resources: need };
+  let step: StepSummary | null = null;
+  let blockedPossible = false;
+  const stopVictims = (victims: readonly Replica[], reason: string) => {
+    const gone = new Set(victims);
+    stopAll(victims, reason);
+    active = active.filter((r) => !gone.has(r));
+  };
+  if (progress.rollbackTo !== null) {
+    // This pass only records the failure and rolls back; the next one steps towards the old template.
+  } else if (old.length === 0 && (d.strategy.type !== 'recreate' || oldStopping === 0)) {
+    if (active.length > target) stopVictims(pickVictims(active, active.length - target), 'ScaledDown');
+    createCount = target - active.length;
+  } else if (d.paused) {
+    // Scaling still works, without a step: the largest template grows or everything shrinks alike.
+    if (active.length > target) stopVictims(pickVictims(active, active.length - target), 'ScaledDown');
+    createCount = target - active.length;
+    const largest = largestOther(active.filter((r) => !isCurrent(r)), active.filter(isCurrent).length);
+    if (largest) createOf = { revision: largest.revision, resources: largest.resources };
+  } else {
+    const taken = rolloutStep({ target, strategy: d.strategy, current: active.filter(isCurrent), old, oldStopping, isAvailable });
+    stopVictims(taken.stopCurrent, 'ScaledDown');
+    stopVictims(taken.stopOld, 'RolloutReplaced');
+    createCount = taken.scaleUp;
+    step = { revision: d.revision, oldReplicas: old.length, newReplicas: active.filter(isCurrent).length, created: taken.scaleUp, stopped: taken.stopOld.length };
+    blockedPossible = taken.maxUnavailable === 0 && taken.stopOld.length === 0;
   }
 
   let nodes = input.nodes;
@@ -150,46 +223,90 @@ export const planDeployment = (input: PlannerInput): Plan => {
   const unscheduled = active
     .filter((r) => r.nodeId === null && r.status === 'pending')
     .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const binding = placeReplicas(unscheduled.length, need, nodes, perNode);
+  // Each replica is placed with its own revision's resources: by revision, in the order of each's oldest.
   const bind: PlannedBind[] = [];
-  binding.placements.forEach((nodeId, i) => {
-    if (nodeId === null) return;
-    bind.push({ replicaId: unscheduled[i]!.id, nodeId });
-    nodes = withAllocated(nodes, nodeId, need, 1);
-    count(nodeId);
-  });
+  let bindReason: string | null = null;
+  for (const group of byRevision(unscheduled)) {
+    const resources = group[0]!.resources;
+    const binding = placeReplicas(group.length, resources, nodes, perNode);
+    bindReason ??= binding.unschedulableReason;
+    binding.placements.forEach((nodeId, i) => {
+      if (nodeId === null) return;
+      bind.push({ replicaId: group[i]!.id, nodeId, resources });
+      nodes = withAllocated(nodes, nodeId, resources, 1);
+      count(nodeId);
+    });
+  }
 
-  const missing = target - active.length;
+  const missing = createCount;
   const held = missing > 0 && backoffUntil !== null && backoffUntil.getTime() > now.getTime();
-  const creating = missing > 0 && !held ? placeReplicas(missing, need, nodes, perNode) : null;
-  const create = (creating?.placements ?? []).map((nodeId) => ({ nodeId }));
+  const creating = missing > 0 && !held ? placeReplicas(missing, createOf.resources, nodes, perNode) : null;
+  const create = (creating?.placements ?? []).map((nodeId): PlannedCreate => ({ nodeId, ...createOf }));
   const createReason = creating?.unschedulableReason ?? null;
 
   const bound = new Set(bind.map((b) => b.replicaId));
   const activeAfter = active.length + create.length;
   const unplaced = active.filter((r) => r.nodeId === null && !bound.has(r.id)).length + create.filter((c) => c.nodeId === null).length;
   const running = active.filter((r) => r.status === 'running').length;
+  // Whatever their revisions: during a rollout there may be more active replicas than the target.
   const status: DeploymentStatus =
-    activeAfter === target && running >= target ? 'running' : activeAfter === target && unplaced === 0 ? 'scheduled' : 'pending';
+    activeAfter >= target && running >= target ? 'running' : activeAfter >= target && unplaced === 0 ? 'scheduled' : 'pending';
   const backoffReason = `CrashLoopBackOff: back-off ${Math.round(backoffMs(restartCount, config) / 1000)}s restarting failed replicas`;
-  const statusReason = status !== 'pending' ? null : (binding.unschedulableReason ?? createReason ?? (held ? backoffReason : null));
+  const statusReason = status !== 'pending' ? null : (bindReason ?? createReason ?? (held ? backoffReason : null));
 
+  // Failures of a new template keep their back-off while old replicas run: reset only once settled.
   const next: Tracked =
-    status === 'running'
+    status === 'running' && old.length === 0
       ? { ...current, status, statusReason, restartCount: 0, backoffUntil: null }
       : { ...current, status, statusReason, restartCount, backoffUntil };
   const changeReason =
     status === 'running' ? 'All replicas running' : status === 'scheduled' ? 'All replicas placed' : (statusReason ?? 'Waiting for replicas to be placed');
+
+  // A surge that cannot be placed while no old replica may go: say so, once.
+  const unplacedNew = active.filter((r) => isCurrent(r) && r.nodeId === null && !bound.has(r.id));
+  const blockedBy = blockedPossible && (unplacedNew.length > 0 || create.some((c) => c.nodeId === null))
+    ? (createReason ?? bindReason ?? unplacedNew.find((r) => r.reason?.startsWith('Unschedulable'))?.reason ?? 'Unschedulable')
+    : null;
+  const rolloutReason = blockedBy === null ? null : `RolloutBlocked: ${blockedBy}`;
+  const rollout: { -readonly [K in keyof Rollout]?: Rollout[K] } = { ...progress.rollout };
+  const history: StatusChange[] = status === d.status ? [] : [{ oldStatus: d.status, newStatus: status, reason: changeReason }];
+  history.push(...progress.history);
+  if (progress.rollout.state === undefined && d.rollout.state === 'progressing' && rolloutReason !== d.rollout.reason) {
+    rollout.reason = rolloutReason;
+    if (rolloutReason !== null) history.push({ oldStatus: 'rollout:progressing', newStatus: 'rollout:blocked', reason: rolloutReason });
+  }
+
+  const wakeAt = Math.min(
+    held ? backoffUntil!.getTime() : Infinity,
+    progress.deadlineAt?.getTime() ?? Infinity,
+    ...(old.length > 0 || d.rollout.state !== 'complete' ? active.map(availableAt).filter((t) => t > now.getTime()) : []),
+  );
+  const requeueAfterMs = progress.rollbackTo !== null ? 0 : Number.isFinite(wakeAt) ? Math.max(0, wakeAt - now.getTime()) : null;
   return {
     create,
     createReason,
     bind,
     stop,
     markReplaced,
-    deployment: diff(d, next),
-    history: status === d.status ? [] : [{ oldStatus: d.status, newStatus: status, reason: changeReason }],
-    requeueAfterMs: held ? backoffUntil!.getTime() - now.getTime() : null,
+    deployment: {
+      ...diff(d, next),
+      ...(Object.keys(rollout).length > 0 && { rollout }),
+      ...(progress.stableRevision !== undefined && { stableRevision: progress.stableRevision }),
+    },
+    history,
+    requeueAfterMs,
+    rollbackTo: progress.rollbackTo,
+    step,
   };
+};
+
+/** Of the other templates' replicas, one of the template with the most replicas, if it has more than `currentCount`. */
+const largestOther = (others: readonly Replica[], currentCount: number): Replica | null => {
+  const byTemplate = new Map<number, Replica[]>();
+  for (const r of others) byTemplate.set(r.templateRevision, [...(byTemplate.get(r.templateRevision) ?? []), r]);
+  let best: Replica[] = [];
+  for (const group of byTemplate.values()) if (group.length > best.length) best = group;
+  return best.length > currentCount ? best[0]! : null;
 };
 
 export const isEmptyPlan = (plan: Plan): boolean =>
@@ -198,44 +315,5 @@ export const isEmptyPlan = (plan: Plan): boolean =>
   plan.stop.length === 0 &&
   plan.markReplaced.length === 0 &&
   plan.history.length === 0 &&
+  plan.rollbackTo === null &&
   Object.keys(plan.deployment).length === 0;
-
-/**
- * The input as it will be once the plan is applied (same `now`): what the reconciler writes,
- * expressed over domain values. Created replicas take `newIds` in order, else generated ids.
- */
-export const applyPlan = (input: PlannerInput, plan: Plan, newIds: readonly string[] = []): PlannerInput => {
-  const need = input.deployment.resources;
-  let nodes = input.nodes;
-  const stops = new Map(plan.stop.map((s) => [s.replicaId, s]));
-  const binds = new Map(plan.bind.map((b) => [b.replicaId, b.nodeId]));
-  const replaced = new Set(plan.markReplaced);
-
-  const replicas = input.replicas.map((r): Replica => {
-    const s = stops.get(r.id);
-    const nodeId = binds.get(r.id);
-    if (s?.to === 'stopped' && r.nodeId !== null && isAllocating(r.status)) nodes = withAllocated(nodes, r.nodeId, need, -1);
-    if (nodeId !== undefined) nodes = withAllocated(nodes, nodeId, need, 1);
-    return {
-      ...r,
-      ...(s && { status: s.to, reason: s.reason }),
-      ...(nodeId !== undefined && { nodeId, reason: null }),
-      ...(replaced.has(r.id) && { replaced: true }),
-    };
-  });
-
-  const taken = new Set(replicas.map((r) => r.id));
-  let serial = replicas.length;
-  const freshId = (): string => {
-    while (taken.has(`${input.deployment.id}-r${serial}`)) serial++;
-    return `${input.deployment.id}-r${serial++}`;
-  };
-  const created = plan.create.map((c, i): Replica => {
-    if (c.nodeId !== null) nodes = withAllocated(nodes, c.nodeId, need, 1);
-    const id = newIds[i] ?? freshId();
-    taken.add(id);
-    return { id, nodeId: c.nodeId, status: 'pending', createdAt: input.now, reason: c.nodeId === null ? plan.createReason : null, replaced: false };
-  });
-
-  return { ...input, deployment: { ...input.deployment, ...plan.deployment }, replicas: [...replicas, ...created], nodes };
-};

@@ -30,6 +30,35 @@ export interface Resources {
   readonly storageGb: number;
 }
 
+/** How a deployment replaces replicas of an old template (DESIGN.md section 6). */
+export interface Strategy {
+  readonly type: 'rolling' | 'recreate';
+  /** An integer count, or a percentage of the target as `"25%"`. */
+  readonly maxSurge: number | string;
+  readonly maxUnavailable: number | string;
+  readonly minReadySeconds: number;
+  readonly progressDeadlineSeconds: number;
+  readonly autoRollback: boolean;
+}
+
+export const ROLLOUT_STATES = ['progressing', 'complete', 'failed'] as const;
+/** Stored; the API shows `paused` in place of the state while the deployment is paused. */
+export type RolloutState = (typeof ROLLOUT_STATES)[number];
+
+/** The rollout of the desired revision, as stored on the deployment. */
+export interface Rollout {
+  readonly state: RolloutState;
+  readonly reason: string | null;
+  /** When the rollout last made progress (or started, or resumed). */
+  readonly progressAt: Date | null;
+  /** The most new-template replicas ever available at once during this rollout. */
+  readonly bestAvailable: number;
+  /** The fewest old-template replicas ever active at once during this rollout (null: not measured yet). */
+  readonly leastOld: number | null;
+  /** Counted failures of new-template replicas during this rollout. */
+  readonly failures: number;
+}
+
 export interface Deployment {
   readonly id: string;
   readonly name: string;
@@ -37,7 +66,18 @@ export interface Deployment {
   readonly statusReason: string | null;
   readonly targetReplicas: number;
   readonly deleted: boolean;
+  /** The desired revision's resources, CPU rounded up to the millicore as allocation counts it. */
   readonly resources: Resources;
+  /** The desired revision. */
+  readonly revision: number;
+  /** The first revision with the desired template: replicas whose revision has the same one are up to date. */
+  readonly templateRevision: number;
+  readonly strategy: Strategy;
+  readonly paused: boolean;
+  readonly rollout: Rollout;
+  /** The last revision whose rollout completed, and its templateRevision (auto-rollback's target). */
+  readonly stableRevision: number | null;
+  readonly stableTemplateRevision: number | null;
   /** Consecutive replica failures (NodeLost excluded) since the deployment last reached `running`. */
   readonly restartCount: number;
   /** No replacement replica is created before this instant (CrashLoopBackOff). */
@@ -54,6 +94,13 @@ export interface Replica {
   readonly reason: string | null;
   /** For a `failed` replica: whether the controller has already counted and replaced it. */
   readonly replaced: boolean;
+  /** The revision it runs, and that revision's template identity (see Deployment.templateRevision). */
+  readonly revision: number;
+  readonly templateRevision: number;
+  /** What it holds on its node: its own revision's resources, never the deployment's current ones. */
+  readonly resources: Resources;
+  /** When it last reported `running` (availability counts from there). */
+  readonly startedAt: Date | null;
 }
 
 export interface Node {

@@ -11,6 +11,20 @@ export const DEPLOYMENT_LIMITS = Object.freeze({
   storageGb: { min: 1, max: 1_000 },
 });
 
+/** The rest of a template, and the strategy (DESIGN.md sections 3 and 6). Sizes are UTF-8 bytes. */
+export const TEMPLATE_LIMITS = Object.freeze({
+  command: { maxItems: 64, maxBytes: 4_096 },
+  env: { maxEntries: 128, namePattern: /^[A-Za-z_][A-Za-z0-9_]*$/, nameMax: 256, valueMaxBytes: 4_096 },
+});
+
+export const STRATEGY_LIMITS = Object.freeze({
+  /** max_surge and max_unavailable: a count, or a percentage of the target. */
+  count: { min: 0, max: 100 },
+  percent: /^(100|[1-9]?[0-9])%$/,
+  minReadySeconds: { min: 0, max: 3_600 },
+  progressDeadlineSeconds: { min: 1, max: 86_400 },
+});
+
 /**
  * Node registration. Capacities are bounded far above any real machine so a typo cannot register a
  * node that swallows every deployment; labels are bounded like Kubernetes' (63-char keys and values).

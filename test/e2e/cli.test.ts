@@ -32,15 +32,15 @@ describe('steady migrate', () => {
       const env = c.env();
       const up = await runSteady(['migrate', 'up'], env);
       expect(up.code).toBe(0);
-      expect(up.output).toMatch(/applied 0001_schema[\s\S]*applied 0003_node_allocation[\s\S]*applied 0004_allocation_arrays[\s\S]*applied 0005_events/);
-      const down = await runSteady(['migrate', 'down', '4'], env);
-      expect(down.output).toMatch(/rolled back 0005_events[\s\S]*rolled back 0004_allocation_arrays[\s\S]*rolled back 0003_node_allocation[\s\S]*rolled back 0002_controller/);
+      expect(up.output).toMatch(/applied 0001_schema[\s\S]*applied 0003_node_allocation[\s\S]*applied 0004_allocation_arrays[\s\S]*applied 0005_events[\s\S]*applied 0006_revisions/);
+      const down = await runSteady(['migrate', 'down', '5'], env);
+      expect(down.output).toMatch(/rolled back 0006_revisions[\s\S]*rolled back 0005_events[\s\S]*rolled back 0004_allocation_arrays[\s\S]*rolled back 0003_node_allocation[\s\S]*rolled back 0002_controller/);
       const status = await runSteady(['migrate', 'status'], env);
       expect(status.output).toMatch(/0001_schema\s+applied[\s\S]*0002_controller\s+pending/);
       const pendingSql = await runSteady(['migrate', 'sql'], env);
-      expect(pendingSql.output).toMatch(/-- 0002_controller[\s\S]*ALTER TABLE deployments[\s\S]*-- 0003_node_allocation[\s\S]*-- 0004_allocation_arrays[\s\S]*-- 0005_events/);
+      expect(pendingSql.output).toMatch(/-- 0002_controller[\s\S]*ALTER TABLE deployments[\s\S]*-- 0003_node_allocation[\s\S]*-- 0004_allocation_arrays[\s\S]*-- 0005_events[\s\S]*-- 0006_revisions/);
       expect(pendingSql.output).not.toContain('CREATE TABLE deployments');
-      expect((await runSteady(['migrate', 'up'], env)).output).toMatch(/applied 0002_controller[\s\S]*applied 0003_node_allocation[\s\S]*applied 0004_allocation_arrays[\s\S]*applied 0005_events/);
+      expect((await runSteady(['migrate', 'up'], env)).output).toMatch(/applied 0002_controller[\s\S]*applied 0003_node_allocation[\s\S]*applied 0004_allocation_arrays[\s\S]*applied 0005_events[\s\S]*applied 0006_revisions/);
     }, LONG_TEST_MS);
   }
 

@@ -115,9 +115,9 @@ describe('hostile input over a real socket', () => {
       await db()
         .insertInto('deployment_replicas')
         .values([
-          { deployment_id: aliceId, node_id: nodeAId, status: 'pending' },
-          { deployment_id: aliceId, node_id: nodeAId, status: 'pending' },
-          { deployment_id: bobId, node_id: nodeBId, status: 'pending' },
+          { deployment_id: aliceId, node_id: nodeAId, status: 'pending', revision: 1 },
+          { deployment_id: aliceId, node_id: nodeAId, status: 'pending', revision: 1 },
+          { deployment_id: bobId, node_id: nodeBId, status: 'pending', revision: 1 },
         ])
         .returning('id')
         .execute()

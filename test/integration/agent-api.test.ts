@@ -38,6 +38,10 @@ describeBackends('node agents against the real API', (t) => {
       .executeTakeFirstOrThrow();
     deploymentId = deployment.id;
     await db().insertInto('deployment_resources').values({ deployment_id: deploymentId, cpu_cores: 1, memory_mb: 512, storage_gb: 1 }).execute();
+    await db()
+      .insertInto('deployment_revisions')
+      .values({ deployment_id: deploymentId, revision: 1, template_revision: 1, container_image: 'nginx:1.27', cpu_cores: 1, memory_mb: 512, storage_gb: 1 })
+      .execute();
   });
 
   afterAll(async () => {
@@ -52,7 +56,7 @@ describeBackends('node agents against the real API', (t) => {
     (
       await db()
         .insertInto('deployment_replicas')
-        .values({ deployment_id: deploymentId, node_id: await nodeId(nodeName), status: 'pending' })
+        .values({ deployment_id: deploymentId, node_id: await nodeId(nodeName), status: 'pending', revision: 1 })
         .returning('id')
         .executeTakeFirstOrThrow()
     ).id;

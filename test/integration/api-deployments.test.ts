@@ -16,11 +16,16 @@ const spec = (name: string, extra: Record<string, unknown> = {}) => ({
   ...extra,
 });
 
-/** The seed's "After (Real)" object: exact key sets and value types. */
+const SEED_FIELDS = ['created_at', 'deployment_id', 'health', 'name', 'recent_status_changes', 'replicas', 'resources', 'status', 'target_replicas', 'updated_at'];
+/** DESIGN.md section 3's additive fields (revision, reason, rollout), and the desired template and strategy. */
+const ADDED_FIELDS = ['revision', 'reason', 'rollout', 'container_image', 'command', 'env', 'strategy'];
+
+/** The seed's "After (Real)" object, field for field, plus the additive fields: exact key sets and value types. */
 function expectSeedShape(body: Record<string, unknown>): void {
-  expect(Object.keys(body).sort()).toEqual(
-    ['container_image', 'created_at', 'deployment_id', 'health', 'name', 'recent_status_changes', 'replicas', 'resources', 'status', 'target_replicas', 'updated_at'].sort(),
-  );
+  expect(Object.keys(body).sort()).toEqual([...SEED_FIELDS, ...ADDED_FIELDS].sort());
+  expect(Number.isInteger(body.revision)).toBe(true);
+  expect(Object.keys(body.rollout as object).sort()).toEqual(['available_replicas', 'reason', 'revision', 'state', 'updated_replicas']);
+  expect(['progressing', 'complete', 'paused', 'failed']).toContain((body.rollout as { state: string }).state);
   expect(body.deployment_id).toMatch(UUID);
   expect(typeof body.name).toBe('string');
   expect(typeof body.container_image).toBe('string');
@@ -33,7 +38,8 @@ function expectSeedShape(body: Record<string, unknown>): void {
   expect(Object.keys(resources).sort()).toEqual(['cpu_cores', 'gpu_units', 'memory_mb', 'storage_gb']);
   for (const value of Object.values(resources)) expect(typeof value).toBe('number');
   for (const replica of body.replicas as Record<string, unknown>[]) {
-    expect(Object.keys(replica).sort()).toEqual(['container_id', 'id', 'node_id', 'node_name', 'started_at', 'status', 'stopped_at']);
+    expect(Object.keys(replica).sort()).toEqual(['container_id', 'id', 'node_id', 'node_name', 'reason', 'revision', 'started_at', 'status', 'stopped_at']);
+    expect(Number.isInteger(replica.revision)).toBe(true);
     expect(replica.id).toMatch(UUID);
     if (replica.node_id !== null) expect(replica.node_id).toMatch(UUID);
     // A node's name comes with its id, and only with it.
@@ -71,7 +77,7 @@ describeBackends('API deployments', (t, backend) => {
     if (statuses.length === 0) return;
     await db()
       .insertInto('deployment_replicas')
-      .values(statuses.map((s) => ({ deployment_id: deploymentId, status: s, ...extra })))
+      .values(statuses.map((s) => ({ deployment_id: deploymentId, status: s, revision: 1, ...extra })))
       .execute();
   };
   const historyOf = (id: string) =>
@@ -93,6 +99,13 @@ describeBackends('API deployments', (t, backend) => {
         replicas: [],
         resources: { cpu_cores: 0.5, memory_mb: 512, gpu_units: 0, storage_gb: 1 },
         recent_status_changes: [{ old_status: 'none', new_status: 'pending', reason: 'Deployment created' }],
+        revision: 1,
+        reason: null,
+        rollout: { state: 'progressing', revision: 1, updated_replicas: 0, available_replicas: 0, reason: null },
+        container_image: 'nginx:1.27',
+        command: null,
+        env: null,
+        strategy: { type: 'rolling', max_surge: '25%', max_unavailable: '25%', min_ready_seconds: 0, progress_deadline_seconds: 600, auto_rollback: true },
       });
       const user = await db().selectFrom('users').select('id').where('subject', '=', 'alice').executeTakeFirstOrThrow();
       const [history] = await historyOf(body.deployment_id);
@@ -397,6 +410,11 @@ describeBackends('API deployments', (t, backend) => {
         ['POST', `/api/deployment/scale/${d.deployment_id}`, { target_replicas: 9 }],
         ['POST', `/api/deployment/${d.deployment_id}/stop`],
         ['POST', `/api/deployment/${d.deployment_id}/start`],
+        ['PATCH', `/api/deployment/${d.deployment_id}`, { container_image: 'evil:1' }],
+        ['GET', `/api/deployment/${d.deployment_id}/revisions`],
+        ['POST', `/api/deployment/${d.deployment_id}/rollback`, { revision: 1 }],
+        ['POST', `/api/deployment/${d.deployment_id}/pause`],
+        ['POST', `/api/deployment/${d.deployment_id}/resume`],
         ['DELETE', `/api/deployment/${d.deployment_id}`],
       ];
       const unknown = await (await status(bob, UNKNOWN_ID)).json();
@@ -409,6 +427,66 @@ describeBackends('API deployments', (t, backend) => {
       expect(await historyOf(d.deployment_id)).toEqual(historyBefore);
       const list = (await (await api.call('GET', '/api/deployment/list?limit=100', { token: bob })).json()) as { items: { name: string }[] };
       expect(list.items.map((i) => i.name)).not.toContain('private');
+    });
+
+    it('validates PATCH, create and rollback bodies with a 422 and details, changing nothing', async () => {
+      const d = await deploy(alice, 'validated', { command: ['run', '--fast'], env: { MODE: 'a' }, strategy: { max_surge: 2, type: 'recreate' } });
+      expect(d).toMatchObject({ command: ['run', '--fast'], env: { MODE: 'a' }, strategy: { type: 'recreate', max_surge: 2, max_unavailable: '25%' } });
+      const before = await rowOf(d.deployment_id);
+      const cases: [unknown, string][] = [
+        [{}, ''],
+        [{ container_image: 'a b' }, 'container_image'],
+        [{ command: Array(65).fill('x') }, 'command'],
+        [{ command: ['x'.repeat(4097)] }, 'command.0'],
+        [{ command: ['nul\u0000'] }, 'command.0'],
+        [{ env: { '1BAD': 'x' } }, 'env.1BAD'],
+        [{ env: { OK: 'é'.repeat(2049) } }, 'env.OK'],
+        [{ env: Object.fromEntries(Array.from({ length: 129 }, (_, i) => [`V${i}`, 'x'])) }, 'env'],
+        [{ strategy: { max_surge: '101%' } }, 'strategy.max_surge'],
+        [{ strategy: { max_unavailable: -1 } }, 'strategy.max_unavailable'],
+        [{ strategy: { min_ready_seconds: 30, progress_deadline_seconds: 30 } }, 'strategy.progress_deadline_seconds'],
+        [{ strategy: { kind: 'rolling' } }, 'strategy'],
+        [{ resources: { cpu_cores: 0.1 } }, 'resources.cpu_cores'],
+        [{ replicas: 3 }, ''],
+      ];
+      for (const [body, path] of cases) {
+        const res = await api.call('PATCH', `/api/deployment/${d.deployment_id}`, { token: alice, body });
+        expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(422);
+        const error = ((await res.json()) as { error: { code: string; details?: { path: string }[] } }).error;
+        expect(error.code).toBe('validation_failed');
+        expect(error.details?.map((x) => x.path), JSON.stringify(body).slice(0, 80)).toContain(path);
+      }
+      expect(await rowOf(d.deployment_id)).toEqual(before);
+      const create = await api.call('POST', '/api/deployment/deploy', { token: alice, body: spec('bad-strategy', { strategy: { min_ready_seconds: 700, progress_deadline_seconds: 600 } }) });
+      expect(create.status).toBe(422);
+      const rollback = await api.call('POST', `/api/deployment/${d.deployment_id}/rollback`, { token: alice, body: { revision: 0 } });
+      expect(rollback.status).toBe(422);
+    });
+
+    it('PATCH: a template change is a revision, scaling or strategy alone is not; partial resources keep the rest', async () => {
+      const d = await deploy(alice, 'patched');
+      const patch = async (body: unknown) => {
+        const res = await api.call('PATCH', `/api/deployment/${d.deployment_id}`, { token: alice, body });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { revision: number; target_replicas: number; resources: Record<string, number>; strategy: Record<string, unknown> };
+      };
+      expect((await patch({ target_replicas: 5 })).revision).toBe(1);
+      expect((await patch({ strategy: { max_unavailable: 0 } })).strategy).toMatchObject({ max_unavailable: 0, max_surge: '25%' });
+      expect((await patch({ container_image: 'nginx:1.27' })).revision).toBe(1);
+      const changed = await patch({ resources: { memory_mb: 8192 } });
+      expect(changed).toMatchObject({ revision: 2, target_replicas: 5, resources: { cpu_cores: 2, memory_mb: 8192, gpu_units: 0, storage_gb: 50 } });
+      const history = await historyOf(d.deployment_id);
+      expect(history.map((h) => [h.old_status, h.new_status, h.reason])).toEqual([
+        ['none', 'pending', 'Deployment created'],
+        ['replicas:3', 'replicas:5', 'User-initiated scaling'],
+        ['revision:1', 'revision:2', 'Rollout started: memory 4096 MB → 8192 MB'],
+      ]);
+      const revisions = (await (await api.call('GET', `/api/deployment/${d.deployment_id}/revisions`, { token: alice })).json()) as { items: { revision: number }[] };
+      expect(revisions.items.map((r) => r.revision)).toEqual([2, 1]);
+      // Twelve more template changes: the last 10 revisions and the desired one are kept.
+      for (let i = 0; i < 12; i++) await patch({ env: { N: String(i) } });
+      const kept = (await (await api.call('GET', `/api/deployment/${d.deployment_id}/revisions`, { token: alice })).json()) as { items: { revision: number }[] };
+      expect(kept.items.map((r) => r.revision)).toEqual([14, 13, 12, 11, 10, 9, 8, 7, 6, 5]);
     });
 
     it('answers list pages read together (one statement) exactly as when read alone', async () => {

@@ -89,8 +89,8 @@ describeBackends('GET /api/events', (t) => {
     const [r1, r2] = await db()
       .insertInto('deployment_replicas')
       .values([
-        { deployment_id: id, node_id: nodeId, status: 'pending' },
-        { deployment_id: id, node_id: nodeId, status: 'pending' },
+        { deployment_id: id, node_id: nodeId, status: 'pending', revision: 1 },
+        { deployment_id: id, node_id: nodeId, status: 'pending', revision: 1 },
       ])
       .returning('id')
       .execute();
@@ -238,7 +238,7 @@ describeBackends('GET /api/events', (t) => {
       expect(res.status).toBe(200);
       // Nobody reads this body. Enough events to fill the body's 64 KiB and the 4 KiB backlog.
       const id = await deploy(alice, 'flood');
-      const values = Array.from({ length: 600 }, () => ({ deployment_id: id, node_id: null, status: 'pending' as const }));
+      const values = Array.from({ length: 600 }, () => ({ deployment_id: id, node_id: null, status: 'pending' as const, revision: 1 }));
       await db().insertInto('deployment_replicas').values(values).execute();
       let next: Response | null = null;
       for (const deadline = Date.now() + 30_000; Date.now() < deadline; ) {
@@ -272,7 +272,7 @@ describeBackends('GET /api/events', (t) => {
         for (let batch = 0; batch < 4; batch++) {
           await db()
             .insertInto('deployment_replicas')
-            .values(Array.from({ length: 5000 }, () => ({ deployment_id: id, node_id: null, status: 'failed' as const, reason })))
+            .values(Array.from({ length: 5000 }, () => ({ deployment_id: id, node_id: null, status: 'failed' as const, reason, revision: 1 })))
             .execute();
         }
         // Its slot frees when it is dropped (one stream per caller here).

@@ -18,6 +18,11 @@ const ROUTES = [
   ['DELETE', '/api/deployment/:id'],
   ['POST', '/api/deployment/:id/stop'],
   ['POST', '/api/deployment/:id/start'],
+  ['PATCH', '/api/deployment/:id'],
+  ['GET', '/api/deployment/:id/revisions'],
+  ['POST', '/api/deployment/:id/rollback'],
+  ['POST', '/api/deployment/:id/pause'],
+  ['POST', '/api/deployment/:id/resume'],
   ['POST', '/api/nodes'],
   ['GET', '/api/nodes'],
   ['PATCH', '/api/nodes/:id'],
@@ -52,7 +57,7 @@ describeBackends('API under hostile input (property)', (t) => {
     const n = (await (await api.call('POST', '/api/nodes', { token: node, body: { name: 'fuzz-node', cpu_cores: 32, memory_mb: 65536, gpu_units: 0, storage_gb: 1000 } })).json()) as { node_id: string };
     const replicas = await t()
       .database.db.insertInto('deployment_replicas')
-      .values(['pending', 'running', 'stopping'].map((status) => ({ deployment_id: d.deployment_id, node_id: n.node_id, status: status as 'pending' })))
+      .values(['pending', 'running', 'stopping'].map((status) => ({ deployment_id: d.deployment_id, node_id: n.node_id, status: status as 'pending', revision: 1 })))
       .returning('id')
       .execute();
     ids.push(d.deployment_id, n.node_id, ...replicas.map((r) => r.id));

@@ -34,7 +34,7 @@ describeBackends('API nodes and replicas', (t) => {
     const { deployment_id } = (await res.json()) as { deployment_id: string };
     const replicas = await db()
       .insertInto('deployment_replicas')
-      .values(statuses.map((status) => ({ deployment_id, node_id: nodeId, status })))
+      .values(statuses.map((status) => ({ deployment_id, node_id: nodeId, status, revision: 1 })))
       .returning(['id', 'status'])
       .execute();
     return { deploymentId: deployment_id, replicas };
@@ -100,13 +100,61 @@ describeBackends('API nodes and replicas', (t) => {
       const byId = new Map(replicas.map((r) => [r.id, r.status]));
       expect(body.replicas).toHaveLength(4);
       for (const a of body.replicas) {
-        expect(Object.keys(a).sort()).toEqual(['container_image', 'deployment_id', 'desired', 'replica_id', 'resources', 'status']);
-        expect(a).toMatchObject({ deployment_id: deploymentId, container_image: 'nginx:1.27', resources: { cpu_cores: 1.5, memory_mb: 1024, gpu_units: 0, storage_gb: 10 } });
+        expect(Object.keys(a).sort()).toEqual(['command', 'container_image', 'deployment_id', 'desired', 'env', 'replica_id', 'resources', 'revision', 'status']);
+        expect(a).toMatchObject({
+          deployment_id: deploymentId,
+          revision: 1,
+          container_image: 'nginx:1.27',
+          resources: { cpu_cores: 1.5, memory_mb: 1024, gpu_units: 0, storage_gb: 10 },
+          command: null,
+          env: null,
+        });
         expect(a.desired).toBe(byId.get(a.replica_id as string) === 'stopping' ? 'stop' : 'run');
       }
       const node = await db().selectFrom('nodes').selectAll().where('id', '=', n.node_id).executeTakeFirstOrThrow();
       expect(node.status).toBe('ready');
       expect(node.last_heartbeat_at!.getTime()).toBeGreaterThan(Date.now() - 60_000);
+
+      // A replica of a newer revision gets its own template; the older ones keep theirs.
+      await db()
+        .insertInto('deployment_revisions')
+        .values({
+          deployment_id: deploymentId,
+          revision: 2,
+          template_revision: 2,
+          container_image: 'nginx:1.28',
+          cpu_cores: 0.5553,
+          memory_mb: 512,
+          gpu_units: 0,
+          storage_gb: 1,
+          command: ['nginx', '-g', 'daemon off;'],
+          env: JSON.stringify({ MODE: 'canary' }),
+        })
+        .execute();
+      const newer = await db()
+        .insertInto('deployment_replicas')
+        .values({ deployment_id: deploymentId, node_id: n.node_id, status: 'pending', revision: 2 })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      const again = (await (await api.call('POST', `/api/nodes/${n.node_id}/heartbeat`, { token: await nodeToken('node-hb') })).json()) as {
+        replicas: Record<string, unknown>[];
+      };
+      expect(again.replicas.find((a) => a.replica_id === newer.id)).toEqual({
+        replica_id: newer.id,
+        deployment_id: deploymentId,
+        status: 'pending',
+        revision: 2,
+        container_image: 'nginx:1.28',
+        resources: { cpu_cores: 0.5553, memory_mb: 512, gpu_units: 0, storage_gb: 1 },
+        command: ['nginx', '-g', 'daemon off;'],
+        env: { MODE: 'canary' },
+        desired: 'run',
+      });
+      expect(again.replicas.filter((a) => a.revision === 1)).toHaveLength(4);
+      expect(again.replicas.filter((a) => a.revision === 1).every((a) => a.container_image === 'nginx:1.27')).toBe(true);
+      // Allocation counts each replica by its own revision: 0.5553 cores is 556 millicores, exactly.
+      const overview = (await (await api.call('GET', '/api/nodes', { token: admin })).json()) as { items: { node_id: string; allocated: Record<string, number> }[] };
+      expect(overview.items.find((o) => o.node_id === n.node_id)!.allocated).toEqual({ cpu_cores: 6.556, memory_mb: 4 * 1024 + 512, gpu_units: 0, storage_gb: 41 });
     });
 
     it("is 404 for another node's id, an unknown id and a malformed id; 403 without the node role", async () => {

@@ -61,8 +61,9 @@ for (const backend of BACKENDS) {
       const db = testDb.database.db;
       const a = await insertNode(db);
       const id = await insertDeployment(db, { target: 1 });
-      await sql`UPDATE deployments SET status = 'running' WHERE id = ${id}`.execute(db);
-      await db.insertInto('deployment_replicas').values({ deployment_id: id, node_id: a, status: 'running' }).execute();
+      // Converged: running at its target, its first rollout complete.
+      await sql`UPDATE deployments SET status = 'running', rollout_state = 'complete' WHERE id = ${id}`.execute(db);
+      await db.insertInto('deployment_replicas').values({ deployment_id: id, node_id: a, status: 'running', revision: 1 }).execute();
       expect(await deploymentsNeedingWork(db)).toEqual([]);
       await withoutNotifications(db, (tx) => tx.updateTable('nodes').set({ status: 'draining' }).where('id', '=', a).execute());
       expect(await deploymentsNeedingWork(db)).toEqual([id]);
@@ -76,7 +77,7 @@ for (const backend of BACKENDS) {
       await setDeploymentStatus(db, id, 'stopped');
       await sql`UPDATE deployments SET status = 'stopped' WHERE id = ${id}`.execute(db);
       // A replica that crashed while its deployment was being stopped.
-      await db.insertInto('deployment_replicas').values({ deployment_id: id, node_id: a, status: 'failed', reason: 'Crashed' }).execute();
+      await db.insertInto('deployment_replicas').values({ deployment_id: id, node_id: a, status: 'failed', reason: 'Crashed', revision: 1 }).execute();
       expect(await deploymentsNeedingWork(db)).toEqual([id]);
 
       controller = new Controller(testContext(testDb.database, { STEADY_RESYNC_PERIOD: '1s' }));

@@ -265,10 +265,10 @@ for (const backend of BACKENDS) {
       const inserted = await db
         .insertInto('deployment_replicas')
         .values([
-          { deployment_id: id, status: 'stopped', updated_at: old },
-          { deployment_id: id, status: 'failed', updated_at: old, replaced: true },
-          { deployment_id: id, status: 'stopped', updated_at: new Date(Date.now() - 23 * 3_600_000) },
-          { deployment_id: id, status: 'running', updated_at: old },
+          { deployment_id: id, status: 'stopped', updated_at: old, revision: 1 },
+          { deployment_id: id, status: 'failed', updated_at: old, replaced: true, revision: 1 },
+          { deployment_id: id, status: 'stopped', updated_at: new Date(Date.now() - 23 * 3_600_000), revision: 1 },
+          { deployment_id: id, status: 'running', updated_at: old, revision: 1 },
         ])
         .returning('id')
         .execute();

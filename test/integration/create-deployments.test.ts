@@ -3,6 +3,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
 import { ensureUser } from '../../src/db/queries/users.js';
 import { ConflictError } from '../../src/domain/errors.js';
+import { DEFAULT_STRATEGY } from '../../src/domain/strategy.js';
 import { describeBackends } from '../support/databases.js';
 import { createTestApp, userToken } from '../support/tokens.js';
 
@@ -14,7 +15,12 @@ describeBackends('creates grouped in one transaction', (t) => {
   const db = () => t().database.db;
   const request = (userId: string, name: string, replicas = 2): CreateRequest => ({
     userId,
-    spec: { name, containerImage: 'nginx:1.27', targetReplicas: replicas, resources: { cpuCores: 1.5, memoryMb: 1024, gpuUnits: 0, storageGb: 5 } },
+    spec: {
+      name,
+      targetReplicas: replicas,
+      template: { containerImage: 'nginx:1.27', resources: { cpuCores: 1.5, memoryMb: 1024, gpuUnits: 0, storageGb: 5 }, command: null, env: null },
+      strategy: DEFAULT_STRATEGY,
+    },
   });
   /** Every live deployment of the batch tests with its resources and creation history, by owner and name. */
   const stored = async () => {

@@ -47,7 +47,7 @@ describeBackends('event stream under concurrent writers', (t, backend) => {
     await db.transaction().execute(async (tx) => {
       const rows = await tx
         .insertInto('deployment_replicas')
-        .values([1, 2, 3].map(() => ({ deployment_id: deploymentId, node_id: null, status: 'pending' as const })))
+        .values([1, 2, 3].map(() => ({ deployment_id: deploymentId, node_id: null, status: 'pending' as const, revision: 1 })))
         .returning('id')
         .execute();
       if (holdMs > 0) await sql`SELECT pg_sleep(${holdMs / 1000})`.execute(tx);

@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { expect, it } from 'vitest';
 import { loadMigrations, Migrator, parseMigration } from '../../src/db/migrator.js';
 import { describeBackends } from '../support/databases.js';
+import { driftedAllocations } from '../support/fixtures.js';
 
 const SEED_TABLES = ['deployments', 'deployment_replicas', 'deployment_resources', 'deployment_status_history'];
 const SEED_INDEXES = [
@@ -13,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -47,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(4);
-      expect(down.map((s) => s.version)).toEqual(['0005', '0004', '0003', '0002']);
+      const down = await migrator.down(5);
+      expect(down.map((s) => s.version)).toEqual(['0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -73,8 +74,10 @@ describeBackends(
     });
 
     it('keeps node allocation exact on either side of 0004 (array triggers) and its rollback', async () => {
-      const migrator = new Migrator(t().database);
-      await migrator.up();
+      const full = new Migrator(t().database);
+      await full.up();
+      await full.down(2);
+      const migrator = new Migrator(t().database, loadMigrations().filter((m) => m.version <= '0004'));
       const db = t().database.db;
       const allocatedCpu = async (node: string) =>
         Number((await sql<{ a: string }>`SELECT allocated_cpu_cores::text AS a FROM nodes WHERE id = ${node}`.execute(db)).rows[0]!.a);
@@ -109,6 +112,9 @@ describeBackends(
       expect(await allocatedCpu(node!.id)).toBe(3);
       await sql`DELETE FROM deployments WHERE id = ${dep!.id}`.execute(db);
       expect(await allocatedCpu(node!.id)).toBe(0);
+      await sql`DELETE FROM nodes WHERE id = ${node!.id}`.execute(db);
+      await sql`DELETE FROM users WHERE id = ${user!.id}`.execute(db);
+      await migrator.down(10);
     });
 
     it('rolls back a failing migration entirely, leaving no bookkeeping row', async () => {
@@ -146,6 +152,100 @@ describeBackends(
       expect((await migrator.tablesDroppedWithRows(all - 1)).map((d) => d.table)).not.toContain('users');
       expect(await tables()).toEqual(before);
       expect(await migrator.isCurrent()).toBe(true);
+    });
+
+    it('upgrades live, placed replicas to revisions (0006), down past 0003 and up again, with allocation exact throughout', async () => {
+      const db = t().database.db;
+      const full = new Migrator(t().database);
+      await full.down(10);
+      const upTo = (version: string) => new Migrator(t().database, loadMigrations().filter((m) => m.version <= version)).up();
+      await upTo('0004');
+      // A 0004 database in use: two nodes, two deployments, replicas in every status, some unscheduled.
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('upgrade-user') RETURNING id`.execute(db);
+      const { rows: nodes } = await sql<{ id: string }>`
+        INSERT INTO nodes (name, cpu_cores, memory_mb, gpu_units, storage_gb)
+        VALUES ('up-a', 8, 16384, 2, 100), ('up-b', 8, 16384, 2, 100) RETURNING id`.execute(db);
+      const deployment = async (name: string, cpu: number, mem: number, gpu: number) => {
+        const { rows: [d] } = await sql<{ id: string }>`
+          INSERT INTO deployments (name, user_id, container_image, target_replicas) VALUES (${name}, ${user!.id}, ${`${name}:1`}, 3) RETURNING id`.execute(db);
+        await sql`INSERT INTO deployment_resources (deployment_id, cpu_cores, memory_mb, gpu_units, storage_gb)
+                  VALUES (${d!.id}, ${cpu}, ${mem}, ${gpu}, 2)`.execute(db);
+        return d!.id;
+      };
+      const web = await deployment('web', 0.5553, 700, 0);
+      const gpu = await deployment('gpu', 1.25, 1024, 1);
+      const place = (d: string, node: string | null, status: string) =>
+        sql`INSERT INTO deployment_replicas (deployment_id, node_id, status) VALUES (${d}, ${node}, ${status}::replicastatus)`.execute(db);
+      for (const status of ['pending', 'starting', 'running', 'stopping', 'stopped', 'failed']) await place(web, nodes[0]!.id, status);
+      await place(web, nodes[1]!.id, 'running');
+      await place(web, null, 'pending');
+      await place(gpu, nodes[1]!.id, 'running');
+      await place(gpu, nodes[1]!.id, 'stopping');
+
+      // Per node: [millicores, memory, gpu, storage] of the allocating replicas (0.5553 cores → 556 millicores).
+      const expected = { [nodes[0]!.id]: [4 * 556, 4 * 700, 0, 8], [nodes[1]!.id]: [556 + 2 * 1250, 700 + 2 * 1024, 2, 6] };
+      const expectExact = async (when: string) => {
+        for (const [node, [cpu, mem, gpus, sto]] of Object.entries(expected)) {
+          const { rows: [n] } = await sql<{ cpu: string; mem: string; gpu: string; sto: string; cores: string }>`
+            SELECT allocated_cpu_millicores::text AS cpu, allocated_memory_mb::text AS mem, allocated_gpu_units::text AS gpu,
+                   allocated_storage_gb::text AS sto, allocated_cpu_cores::text AS cores FROM nodes WHERE id = ${node}`.execute(db);
+          expect([Number(n!.cpu), Number(n!.mem), Number(n!.gpu), Number(n!.sto)], when).toEqual([cpu, mem, gpus, sto]);
+          expect(Number(n!.cores), when).toBe(cpu! / 1000);
+        }
+        expect(await driftedAllocations(db), when).toEqual([]);
+      };
+
+      await upTo('0006');
+      await expectExact('after the upgrade');
+      const { rows: revisions } = await sql<{ deployment_id: string; revision: number; container_image: string; cpu_millicores: number }>`
+        SELECT deployment_id, revision, container_image, cpu_millicores FROM deployment_revisions ORDER BY container_image`.execute(db);
+      expect(revisions).toEqual([
+        { deployment_id: gpu, revision: 1, container_image: 'gpu:1', cpu_millicores: 1250 },
+        { deployment_id: web, revision: 1, container_image: 'web:1', cpu_millicores: 556 },
+      ]);
+      const { rows: deployments } = await sql<{ revision: number; rollout_state: string; stable_revision: number }>`
+        SELECT revision, rollout_state, stable_revision FROM deployments`.execute(db);
+      expect(deployments).toEqual([
+        { revision: 1, rollout_state: 'complete', stable_revision: 1 },
+        { revision: 1, rollout_state: 'complete', stable_revision: 1 },
+      ]);
+      const { rows: replicaRevisions } = await sql<{ revision: number }>`SELECT DISTINCT revision FROM deployment_replicas`.execute(db);
+      expect(replicaRevisions).toEqual([{ revision: 1 }]);
+      // A replica must name its revision from now on.
+      await expect(place(web, nodes[0]!.id, 'pending')).rejects.toMatchObject({ code: '23502' });
+
+      // Placements and releases after the upgrade stay exact: a new revision with other resources
+      // prices only its own replicas.
+      await sql`INSERT INTO deployment_revisions (deployment_id, revision, template_revision, container_image, cpu_cores, memory_mb, gpu_units, storage_gb)
+                VALUES (${web}, 2, 2, 'web:2', 0.1, 512, 0, 1)`.execute(db);
+      for (let i = 0; i < 3; i++) {
+        await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status, revision) VALUES (${web}, ${nodes[0]!.id}, 'pending', 2)`.execute(db);
+      }
+      await sql`UPDATE deployment_resources SET cpu_cores = 0.1, memory_mb = 512, storage_gb = 1 WHERE deployment_id = ${web}`.execute(db);
+      expected[nodes[0]!.id] = [4 * 556 + 300, 4 * 700 + 3 * 512, 0, 8 + 3];
+      await expectExact('with two revisions');
+      await sql`UPDATE deployment_replicas SET status = 'stopped' WHERE deployment_id = ${web} AND revision = 1 AND status = 'running' AND node_id = ${nodes[0]!.id}`.execute(db);
+      expected[nodes[0]!.id] = [3 * 556 + 300, 3 * 700 + 3 * 512, 0, 6 + 3];
+      await expectExact('after a release');
+      // A replica of a revision that does not exist cannot hold anything.
+      await expect(
+        sql`INSERT INTO deployment_replicas (deployment_id, node_id, status, revision) VALUES (${web}, ${nodes[0]!.id}, 'pending', 9)`.execute(db),
+      ).rejects.toMatchObject({ code: 'ST002' });
+
+      // Down past 0003 (its allocation columns go) and up again: recomputed from the replicas, not zero.
+      await full.down(4);
+      const { rows: [at0002] } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'nodes' AND column_name LIKE 'allocated%'`.execute(db);
+      expect(at0002!.n).toBe(0);
+      await upTo('0003');
+      // 0003 and 0004 price by deployment_resources (the desired template): exact in their own terms.
+      const { rows: [legacy] } = await sql<{ mem: string }>`SELECT allocated_memory_mb::text AS mem FROM nodes WHERE id = ${nodes[1]!.id}`.execute(db);
+      expect(Number(legacy!.mem)).toBe(512 + 2 * 1024);
+      await full.up();
+      // Going down threw the revisions away (0006's comment says so): every replica is revision 1 again,
+      // with the template the deployment had (web's desired: 0.1 cores, 512 MB, 1 GB), and priced by it.
+      expected[nodes[0]!.id] = [6 * 100, 6 * 512, 0, 6];
+      expected[nodes[1]!.id] = [100 + 2 * 1250, 512 + 2 * 1024, 2, 1 + 4];
+      await expectExact('down past 0003 and up again');
     });
   },
   { migrated: false },

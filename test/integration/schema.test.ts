@@ -9,12 +9,19 @@ describeBackends('schema', (t) => {
 
   const newUser = async (subject: string) =>
     db().insertInto('users').values({ subject }).returning('id').executeTakeFirstOrThrow();
-  const newDeployment = async (userId: string, name: string) =>
-    db()
+  /** A deployment and its revision 1 (what its replicas are priced by). */
+  const newDeployment = async (userId: string, name: string) => {
+    const d = await db()
       .insertInto('deployments')
       .values({ name, user_id: userId, container_image: 'nginx:1.27', target_replicas: 3 })
       .returning(['id', 'status', 'target_replicas', 'created_at', 'deleted_at'])
       .executeTakeFirstOrThrow();
+    await db()
+      .insertInto('deployment_revisions')
+      .values({ deployment_id: d.id, revision: 1, template_revision: 1, container_image: 'nginx:1.27', cpu_cores: 0.5, memory_mb: 512, storage_gb: 1 })
+      .execute();
+    return d;
+  };
   const newNode = async (name: string) =>
     db()
       .insertInto('nodes')
@@ -31,7 +38,7 @@ describeBackends('schema', (t) => {
     expect(d.status).toBe('pending');
     expect(d.deleted_at).toBeNull();
     expect(d.created_at).toBeInstanceOf(Date);
-    const r = await db().insertInto('deployment_replicas').values({ deployment_id: d.id }).returning(['status', 'node_id']).executeTakeFirstOrThrow();
+    const r = await db().insertInto('deployment_replicas').values({ deployment_id: d.id, revision: 1 }).returning(['status', 'node_id']).executeTakeFirstOrThrow();
     expect(r).toEqual({ status: 'pending', node_id: null });
     const res = await db()
       .insertInto('deployment_resources')
@@ -58,15 +65,15 @@ describeBackends('schema', (t) => {
     expect(kept.container_image).toBe('nginx:1.27');
   });
 
-  it('cascades a deployment delete to replicas, resources and history', async () => {
+  it('cascades a deployment delete to replicas, resources, revisions and history', async () => {
     const user = await newUser('cascade');
     const d = await newDeployment(user.id, 'cascade');
-    await db().insertInto('deployment_replicas').values([{ deployment_id: d.id }, { deployment_id: d.id }]).execute();
+    await db().insertInto('deployment_replicas').values([{ deployment_id: d.id, revision: 1 }, { deployment_id: d.id, revision: 1 }]).execute();
     await db().insertInto('deployment_resources').values({ deployment_id: d.id, cpu_cores: 1, memory_mb: 512, storage_gb: 1 }).execute();
     await db().insertInto('deployment_status_history').values({ deployment_id: d.id, old_status: 'pending', new_status: 'running' }).execute();
 
     await db().deleteFrom('deployments').where('id', '=', d.id).execute();
-    for (const table of ['deployment_replicas', 'deployment_resources', 'deployment_status_history'] as const) {
+    for (const table of ['deployment_replicas', 'deployment_resources', 'deployment_revisions', 'deployment_status_history'] as const) {
       const { count } = await db().selectFrom(table).select((eb) => eb.fn.countAll<number>().as('count')).where('deployment_id', '=', d.id).executeTakeFirstOrThrow();
       expect(Number(count)).toBe(0);
     }
@@ -77,7 +84,7 @@ describeBackends('schema', (t) => {
     const actor = await newUser('actor');
     const d = await newDeployment(owner.id, 'nulls');
     const node = await newNode('node-nulls');
-    const replica = await db().insertInto('deployment_replicas').values({ deployment_id: d.id, node_id: node.id }).returning('id').executeTakeFirstOrThrow();
+    const replica = await db().insertInto('deployment_replicas').values({ deployment_id: d.id, node_id: node.id, revision: 1 }).returning('id').executeTakeFirstOrThrow();
     const history = await db()
       .insertInto('deployment_status_history')
       .values({ deployment_id: d.id, old_status: 'replicas:3', new_status: 'replicas:5', changed_by: actor.id, reason: 'User-initiated scaling' })
@@ -100,17 +107,17 @@ describeBackends('schema', (t) => {
     await expectRejected(sql`INSERT INTO deployment_replicas (deployment_id, status) VALUES (${d.id}, 'zombie')`.execute(db()), '22P02');
     await expectRejected(sql`UPDATE nodes SET status = 'on_fire'`.execute(db()), '22P02');
     const ghost = '00000000-0000-4000-8000-000000000000';
-    await expectRejected(db().insertInto('deployment_replicas').values({ deployment_id: ghost }).execute(), '23503');
+    await expectRejected(db().insertInto('deployment_replicas').values({ deployment_id: ghost, revision: 1 }).execute(), '23503');
     await expectRejected(db().insertInto('deployment_resources').values({ deployment_id: ghost, cpu_cores: 1, memory_mb: 512, storage_gb: 1 }).execute(), '23503');
     await expectRejected(db().insertInto('deployments').values({ name: 'x', user_id: ghost, container_image: 'x' }).execute(), '23503');
-    await expectRejected(db().insertInto('deployment_replicas').values({ deployment_id: d.id, node_id: ghost }).execute(), '23503');
+    await expectRejected(db().insertInto('deployment_replicas').values({ deployment_id: d.id, node_id: ghost, revision: 1 }).execute(), '23503');
   });
 
   it('loads a deployment with its replicas, resources and history', async () => {
     const user = await newUser('relations');
     const d = await newDeployment(user.id, 'relations');
     await db().insertInto('deployment_resources').values({ deployment_id: d.id, cpu_cores: 2, memory_mb: 4096, storage_gb: 10 }).execute();
-    await db().insertInto('deployment_replicas').values([{ deployment_id: d.id }, { deployment_id: d.id, status: 'running' }]).execute();
+    await db().insertInto('deployment_replicas').values([{ deployment_id: d.id, revision: 1 }, { deployment_id: d.id, status: 'running', revision: 1 }]).execute();
     await db().insertInto('deployment_status_history').values({ deployment_id: d.id, old_status: 'pending', new_status: 'scheduled' }).execute();
     const { rows } = await sql<{ name: string; replicas: number; running: number; memory_mb: number; history: number }>`
       SELECT d.name, count(DISTINCT r.id)::int AS replicas, count(DISTINCT r.id) FILTER (WHERE r.status = 'running')::int AS running,
@@ -131,7 +138,7 @@ describeBackends('schema', (t) => {
     try {
       const user = await newUser('notify');
       const d = await newDeployment(user.id, 'notify');
-      await db().insertInto('deployment_replicas').values([{ deployment_id: d.id }, { deployment_id: d.id }, { deployment_id: d.id }]).execute();
+      await db().insertInto('deployment_replicas').values([{ deployment_id: d.id, revision: 1 }, { deployment_id: d.id, revision: 1 }, { deployment_id: d.id, revision: 1 }]).execute();
       await db().transaction().execute(async (trx) => {
         await sql`SELECT set_config('steady.quiet', 'on', true)`.execute(trx);
         await trx.updateTable('deployment_replicas').set({ status: 'starting' }).where('deployment_id', '=', d.id).execute();

@@ -21,7 +21,7 @@ export async function insertUser(db: Db, subject = unique('user')): Promise<stri
   return row.id;
 }
 
-/** What the API's deploy does, written directly: the deployment, its resources, the first history row. */
+/** What the API's deploy does, written directly: the deployment, its resources and revision 1, the first history row. */
 export async function insertDeployment(db: Db, f: DeploymentFixture = {}): Promise<string> {
   const userId = f.userId ?? (await insertUser(db));
   return db.transaction().execute(async (tx) => {
@@ -30,9 +30,11 @@ export async function insertDeployment(db: Db, f: DeploymentFixture = {}): Promi
       .values({ name: f.name ?? unique('app'), user_id: userId, container_image: 'nginx:1.27', target_replicas: f.target ?? 1 })
       .returning('id')
       .executeTakeFirstOrThrow();
+    const resources = { cpu_cores: f.cpu ?? 1, memory_mb: f.memoryMb ?? 512, gpu_units: f.gpu ?? 0, storage_gb: f.storageGb ?? 1 };
+    await tx.insertInto('deployment_resources').values({ deployment_id: d.id, ...resources }).execute();
     await tx
-      .insertInto('deployment_resources')
-      .values({ deployment_id: d.id, cpu_cores: f.cpu ?? 1, memory_mb: f.memoryMb ?? 512, gpu_units: f.gpu ?? 0, storage_gb: f.storageGb ?? 1 })
+      .insertInto('deployment_revisions')
+      .values({ deployment_id: d.id, revision: 1, template_revision: 1, container_image: 'nginx:1.27', ...resources })
       .execute();
     await tx.insertInto('deployment_status_history').values({ deployment_id: d.id, old_status: 'none', new_status: 'pending', reason: 'Deployment created' }).execute();
     return d.id;
@@ -137,15 +139,20 @@ export async function deploymentStatus(db: Db, id: string): Promise<{ status: st
   return db.selectFrom('deployments').select(['status', 'status_reason']).where('id', '=', id).executeTakeFirstOrThrow();
 }
 
+/** Each allocating replica's resources, by its own revision, CPU in millicores as allocation counts it. */
+const PRICED_REPLICAS = sql`
+  SELECT r.node_id, rev.cpu_millicores AS cpu, rev.memory_mb AS mem, rev.gpu_units AS gpu, rev.storage_gb AS sto
+  FROM deployment_replicas r
+  JOIN deployment_revisions rev ON rev.deployment_id = r.deployment_id AND rev.revision = r.revision
+  WHERE r.status IN ('pending', 'starting', 'running', 'stopping') AND r.node_id IS NOT NULL`;
+
 /** Nodes whose allocation exceeds capacity, recomputed from the replica rows (not from the trigger's columns). */
 export async function overcommittedNodes(db: Db): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`
-    SELECT n.name FROM nodes n
-    JOIN deployment_replicas r ON r.node_id = n.id AND r.status IN ('pending', 'starting', 'running', 'stopping')
-    JOIN deployment_resources res ON res.deployment_id = r.deployment_id
+    SELECT n.name FROM nodes n JOIN (${PRICED_REPLICAS}) p ON p.node_id = n.id
     GROUP BY n.id
-    HAVING sum(res.cpu_cores) > max(n.cpu_cores) + 0.0005 OR sum(res.memory_mb) > max(n.memory_mb)
-        OR sum(res.gpu_units) > max(n.gpu_units) OR sum(res.storage_gb) > max(n.storage_gb)`.execute(db);
+    HAVING sum(p.cpu) > floor(max(n.cpu_cores)::numeric * 1000) OR sum(p.mem) > max(n.memory_mb)
+        OR sum(p.gpu) > max(n.gpu_units) OR sum(p.sto) > max(n.storage_gb)`.execute(db);
   return rows.map((r) => r.name);
 }
 
@@ -154,11 +161,10 @@ export async function driftedAllocations(db: Db): Promise<string[]> {
   const { rows } = await sql<{ name: string }>`
     SELECT n.name FROM nodes n
     LEFT JOIN LATERAL (
-      SELECT coalesce(sum(res.cpu_cores::numeric), 0) AS cpu, coalesce(sum(res.memory_mb), 0) AS mem,
-             coalesce(sum(res.gpu_units), 0) AS gpu, coalesce(sum(res.storage_gb), 0) AS sto
-      FROM deployment_replicas r JOIN deployment_resources res ON res.deployment_id = r.deployment_id
-      WHERE r.node_id = n.id AND r.status IN ('pending', 'starting', 'running', 'stopping')) a ON true
-    WHERE n.allocated_cpu_cores <> a.cpu OR n.allocated_memory_mb <> a.mem
-       OR n.allocated_gpu_units <> a.gpu OR n.allocated_storage_gb <> a.sto`.execute(db);
+      SELECT coalesce(sum(p.cpu), 0) AS cpu, coalesce(sum(p.mem), 0) AS mem, coalesce(sum(p.gpu), 0) AS gpu, coalesce(sum(p.sto), 0) AS sto
+      FROM (${PRICED_REPLICAS}) p WHERE p.node_id = n.id) a ON true
+    WHERE n.allocated_cpu_millicores <> a.cpu OR n.allocated_memory_mb <> a.mem
+       OR n.allocated_gpu_units <> a.gpu OR n.allocated_storage_gb <> a.sto
+       OR n.allocated_cpu_cores <> a.cpu / 1000.0`.execute(db);
   return rows.map((r) => r.name);
 }

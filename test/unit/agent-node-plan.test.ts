@@ -5,7 +5,7 @@ import { planNodeActions, type NodeAction } from '../../src/agent/node-plan.js';
 import type { ContainerState, ContainerStatus } from '../../src/agent/runtime.js';
 
 const resources = { cpuCores: 1, memoryMb: 512, gpuUnits: 0, storageGb: 1 };
-const run = (replicaId: string): Assignment => ({ replicaId, deploymentId: 'd1', image: 'nginx:1', resources, desired: 'run' });
+const run = (replicaId: string): Assignment => ({ replicaId, deploymentId: 'd1', revision: 1, image: 'nginx:1', resources, command: null, env: null, desired: 'run' });
 const stop = (replicaId: string): Assignment => ({ ...run(replicaId), desired: 'stop' });
 const container = (replicaId: string, state: ContainerState, containerId = `c-${replicaId}`, reason: string | null = null): ContainerStatus => ({
   containerId,

@@ -1,7 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { SimulatedRuntime } from '../../src/agent/simulated-runtime.js';
 
-const spec = (replicaId: string) => ({ replicaId, deploymentId: 'd1', image: 'redis:7', resources: { cpuCores: 1, memoryMb: 512, gpuUnits: 0, storageGb: 1 } });
+const spec = (replicaId: string, image = 'redis:7') => ({
+  replicaId,
+  deploymentId: 'd1',
+  revision: 1,
+  image,
+  resources: { cpuCores: 1, memoryMb: 512, gpuUnits: 0, storageGb: 1 },
+  command: null,
+  env: null,
+});
 
 describe('SimulatedRuntime', () => {
   it('fails exactly the starts whose random draw falls under failRate', async () => {
@@ -50,6 +58,12 @@ describe('SimulatedRuntime', () => {
     await runtime.stop(starting!.containerId);
     expect(await pending).toMatchObject({ state: 'failed', reason: 'Stopped: removed while starting' });
     expect(await runtime.list()).toEqual([]);
+  });
+
+  it('never starts an image tagged fail, whatever the fail rate', async () => {
+    const runtime = new SimulatedRuntime({ failRate: 0, idPrefix: 'n1' });
+    expect(await runtime.start(spec('a', 'web:fail'))).toMatchObject({ state: 'failed', reason: 'ErrImagePull: simulated: web:fail cannot be pulled' });
+    expect(await runtime.start(spec('b', 'web:failsafe'))).toMatchObject({ state: 'running' });
   });
 
   it('rejects impossible options', () => {

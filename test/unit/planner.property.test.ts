@@ -1,6 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PLANNER_CONFIG, applyPlan, isEmptyPlan, planDeployment } from '../../src/domain/planner.js';
+import { DEFAULT_PLANNER_CONFIG, isEmptyPlan, planDeployment } from '../../src/domain/planner.js';
+import { applyPlan } from '../support/apply-plan.js';
+import { firstRevision, ofFirstRevision } from '../support/domain.js';
 import type { Plan, PlannerInput } from '../../src/domain/planner.js';
 import { RESOURCE_KEYS, ZERO_RESOURCES, addResources, fits, nodeFreeCapacity } from '../../src/domain/resources.js';
 import { DEPLOYMENT_STATUSES, NODE_STATUSES, REPLICA_STATUSES, isActive, isAllocating } from '../../src/domain/types.js';
@@ -96,6 +98,7 @@ const scenarioArb = (opts: { statuses?: readonly Deployment['status'][]; deleted
         restartCount: d.restartCount,
         backoffUntil: d.backoffSec === null ? null : new Date(NOW + d.backoffSec * 1000),
         everRunning: d.everRunning,
+        ...firstRevision,
       };
       // Keep the generated world possible: an allocating replica only sits on a node with room for it.
       const replicas = rawReplicas.map((r, i): Replica => {
@@ -107,7 +110,7 @@ const scenarioArb = (opts: { statuses?: readonly Deployment['status'][]; deleted
           else status = 'stopped';
         }
         if (nodeId === null && status !== 'pending' && isAllocating(status)) nodeId = `n${sized.length}`;
-        return { id: `r${i}`, nodeId, status, createdAt: new Date(NOW - r.ageSec * 1000), reason: r.reason, replaced: status === 'failed' ? r.replaced : false };
+        return { id: `r${i}`, nodeId, status, createdAt: new Date(NOW - r.ageSec * 1000), reason: r.reason, replaced: status === 'failed' ? r.replaced : false, ...ofFirstRevision(need) };
       });
       return { input: { deployment, replicas, nodes, now: new Date(NOW), config: DEFAULT_PLANNER_CONFIG }, others };
     });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_PLANNER_CONFIG, applyPlan, isEmptyPlan, planDeployment } from '../../src/domain/planner.js';
+import { DEFAULT_PLANNER_CONFIG, isEmptyPlan, planDeployment } from '../../src/domain/planner.js';
+import { applyPlan } from '../support/apply-plan.js';
+import { firstRevision, ofFirstRevision } from '../support/domain.js';
 import type { PlannerInput } from '../../src/domain/planner.js';
 import { ZERO_RESOURCES, addResources } from '../../src/domain/resources.js';
 import { isAllocating } from '../../src/domain/types.js';
@@ -21,6 +23,7 @@ const deployment = (over: Partial<Deployment> = {}): Deployment => ({
   restartCount: 0,
   backoffUntil: null,
   everRunning: false,
+  ...firstRevision,
   ...over,
 });
 const replica = (id: string, status: ReplicaStatus, nodeId: string | null, over: Partial<Replica> = {}): Replica => ({
@@ -30,6 +33,7 @@ const replica = (id: string, status: ReplicaStatus, nodeId: string | null, over:
   createdAt: new Date(NOW.getTime() - 60_000),
   reason: null,
   replaced: false,
+  ...ofFirstRevision(NEED),
   ...over,
 });
 const node = (id: string, capacity: Resources = BIG, status: NodeStatus = 'ready'): Node => ({ id, name: id, status, capacity, allocated: ZERO_RESOURCES });
@@ -46,13 +50,17 @@ const input = (d: Deployment, replicas: readonly Replica[], nodes: readonly Node
   config: DEFAULT_PLANNER_CONFIG,
 });
 
+/** A planned create or bind of a revision-1 replica needing NEED. */
+const created = (nodeId: string | null) => ({ nodeId, revision: 1, resources: NEED });
+const binding = (replicaId: string, nodeId: string) => ({ replicaId, nodeId, resources: NEED });
+
 const expectSettled = (next: PlannerInput) => expect(isEmptyPlan(planDeployment(next))).toBe(true);
 
 describe('planDeployment: scaling', () => {
   it('scales 0 → 3, one per node, and reports the deployment scheduled', () => {
     const start = input(deployment(), [], [node('n1'), node('n2'), node('n3')]);
     const plan = planDeployment(start);
-    expect(plan.create).toEqual([{ nodeId: 'n1' }, { nodeId: 'n2' }, { nodeId: 'n3' }]);
+    expect(plan.create).toEqual([created('n1'), created('n2'), created('n3')]);
     expect(plan.createReason).toBeNull();
     expect(plan.deployment).toEqual({ status: 'scheduled' });
     expect(plan.history).toEqual([{ oldStatus: 'pending', newStatus: 'scheduled', reason: 'All replicas placed' }]);
@@ -99,7 +107,7 @@ describe('planDeployment: capacity', () => {
     const start = input(deployment({ targetReplicas: 3 }), [], [small]);
     const plan = planDeployment(start);
     const reason = 'Unschedulable: 0/1 nodes are available: 1 insufficient cpu';
-    expect(plan.create).toEqual([{ nodeId: 'n1' }, { nodeId: 'n1' }, { nodeId: null }]);
+    expect(plan.create).toEqual([created('n1'), created('n1'), created(null)]);
     expect(plan.createReason).toBe(reason);
     expect(plan.deployment).toEqual({ statusReason: reason });
     expect(plan.history).toEqual([]);
@@ -110,7 +118,7 @@ describe('planDeployment: capacity', () => {
 
     const grown = { ...waiting, nodes: [{ ...waiting.nodes[0]!, capacity: times(3, NEED) }] };
     const bindPlan = planDeployment(grown);
-    expect(bindPlan.bind).toEqual([{ replicaId: 'c', nodeId: 'n1' }]);
+    expect(bindPlan.bind).toEqual([binding('c', 'n1')]);
     expect(bindPlan.create).toEqual([]);
     expect(bindPlan.deployment).toEqual({ status: 'scheduled', statusReason: null });
     expect(bindPlan.history).toEqual([{ oldStatus: 'pending', newStatus: 'scheduled', reason: 'All replicas placed' }]);
@@ -127,7 +135,7 @@ describe('planDeployment: capacity', () => {
       { ...node('n2', times(2, NEED)), allocated: times(1.5, NEED) },
     ]);
     const plan = planDeployment(start);
-    expect(plan.create).toEqual([{ nodeId: null }]);
+    expect(plan.create).toEqual([created(null)]);
     expect(plan.createReason).toBe('Unschedulable: 0/2 nodes are available: 2 insufficient cpu');
     expect(plan.deployment).toMatchObject({ status: 'pending' });
     expect(plan.history[0]).toEqual({ oldStatus: 'running', newStatus: 'pending', reason: plan.createReason });
@@ -137,8 +145,8 @@ describe('planDeployment: capacity', () => {
     const rs = [replica('waiting', 'pending', null, { reason: 'Unschedulable: old' })];
     const start = input(deployment({ targetReplicas: 3 }), rs, [node('n1', times(2, NEED))]);
     const plan = planDeployment(start);
-    expect(plan.bind).toEqual([{ replicaId: 'waiting', nodeId: 'n1' }]);
-    expect(plan.create).toEqual([{ nodeId: 'n1' }, { nodeId: null }]);
+    expect(plan.bind).toEqual([binding('waiting', 'n1')]);
+    expect(plan.create).toEqual([created('n1'), created(null)]);
     expect(applyPlan(start, plan).nodes[0]!.allocated).toEqual(times(2, NEED));
   });
 
@@ -147,7 +155,7 @@ describe('planDeployment: capacity', () => {
     const start = input(deployment({ targetReplicas: 2, status: 'running', everRunning: true }), rs, [node('drain', BIG, 'draining'), node('n1')]);
     const plan = planDeployment(start);
     expect(plan.stop).toEqual([{ replicaId: 'a', to: 'stopping', reason: 'NodeDraining' }]);
-    expect(plan.create).toEqual([{ nodeId: 'n1' }]);
+    expect(plan.create).toEqual([created('n1')]);
     expect(plan.deployment).toEqual({ status: 'scheduled' });
     expectSettled(applyPlan(start, plan));
   });
@@ -215,7 +223,7 @@ describe('planDeployment: failures', () => {
 
     const later = { ...held, now: new Date(NOW.getTime() + 10_000) };
     const replace = planDeployment(later);
-    expect(replace.create).toEqual([{ nodeId: 'n1' }]);
+    expect(replace.create).toEqual([created('n1')]);
     expect(replace.deployment).toEqual({ status: 'scheduled', statusReason: null });
     const started = applyPlan(later, replace, ['f2']);
 
@@ -268,7 +276,7 @@ describe('planDeployment: failures', () => {
     const start = input(deployment({ status: 'running', targetReplicas: 2, restartCount: 4, everRunning: true }), rs, [node('n1', BIG, 'not_ready'), node('n2'), node('n3')]);
     const plan = planDeployment(start);
     expect(plan.markReplaced).toEqual(['lost']);
-    expect(plan.create).toEqual([{ nodeId: 'n3' }]);
+    expect(plan.create).toEqual([created('n3')]);
     expect(plan.requeueAfterMs).toBeNull();
     expect(plan.deployment).toEqual({ status: 'scheduled' });
     expectSettled(applyPlan(start, plan));
@@ -287,7 +295,7 @@ describe('applyPlan and isEmptyPlan', () => {
   });
 
   it('treats a plan that only requeues as empty, and a patch alone as not', () => {
-    const base = { create: [], createReason: null, bind: [], stop: [], markReplaced: [], deployment: {}, history: [], requeueAfterMs: 5 };
+    const base = { create: [], createReason: null, bind: [], stop: [], markReplaced: [], deployment: {}, history: [], requeueAfterMs: 5, rollbackTo: null, step: null };
     expect(isEmptyPlan(base)).toBe(true);
     expect(isEmptyPlan({ ...base, deployment: { everRunning: true } })).toBe(false);
   });

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { ZERO_RESOURCES } from '../../src/domain/resources.js';
 import { pickVictims } from '../../src/domain/victims.js';
+import { ofFirstRevision } from '../support/domain.js';
 import type { Replica, ReplicaStatus } from '../../src/domain/types.js';
 
 const replica = (id: string, status: ReplicaStatus, nodeId: string | null, createdAtSec = 0): Replica => ({
@@ -9,6 +11,7 @@ const replica = (id: string, status: ReplicaStatus, nodeId: string | null, creat
   createdAt: new Date(createdAtSec * 1000),
   reason: null,
   replaced: false,
+  ...ofFirstRevision(ZERO_RESOURCES),
 });
 const ids = (rs: readonly Replica[]) => rs.map((r) => r.id);
 

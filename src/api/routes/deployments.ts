@@ -10,6 +10,7 @@ import {
 import { listDeploymentPages, listDeploymentsNamed, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
 import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { DEFAULT_STRATEGY, mergeStrategy } from '../../domain/strategy.js';
 import { Batcher } from '../../lib/batcher.js';
 import { Coalescer } from '../../lib/coalescer.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
@@ -17,7 +18,9 @@ import { decodeCursor, encodeCursor } from '../cursor.js';
 import { notFoundOnBadId } from '../errors.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
 import { CreateDeploymentBody, DeploymentListSchema, DeploymentStatusSchema, ListQuery, ScaleBody, idParam } from '../schemas.js';
+import { checkStrategy, resourcesOf } from '../template-input.js';
 import { deploymentListItemJson, deploymentStatusJson } from '../views.js';
+import { registerRolloutRoutes } from './rollouts.js';
 
 const tags = ['deployments'];
 const params = idParam('deployment');
@@ -114,24 +117,27 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     return deploymentStatusJson(record);
   };
   const hook = notFoundOnBadId('deployment');
+  registerRolloutRoutes(app, ctx, users, statusJson);
 
   app.openapi(
     deploy,
     async (c) => {
       const body = c.req.valid('json');
       const userId = await users.idOf(c.get('principal'));
+      const strategy = mergeStrategy(DEFAULT_STRATEGY, body.strategy);
+      checkStrategy(strategy);
       const id = await creates.submit({
         userId,
         spec: {
           name: body.name,
-          containerImage: body.container_image,
           targetReplicas: body.target_replicas,
-          resources: {
-            cpuCores: body.resources.cpu_cores,
-            memoryMb: body.resources.memory_mb,
-            gpuUnits: body.resources.gpu_units,
-            storageGb: body.resources.storage_gb,
+          template: {
+            containerImage: body.container_image,
+            resources: resourcesOf(body.resources),
+            command: body.command ?? null,
+            env: body.env ?? null,
           },
+          strategy,
         },
       });
       return c.json(await statusJson(userId, id), 201, { Location: `/api/deployment/status/${id}` });

@@ -1,7 +1,9 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { DeploymentPatch, Plan } from '../../domain/planner.js';
-import type { Deployment, Node, Replica, ReplicaStatus } from '../../domain/types.js';
+import { DEFAULT_STRATEGY, mergeStrategy, type StrategyJson } from '../../domain/strategy.js';
+import type { Deployment, Node, Replica, ReplicaStatus, Resources, Rollout, RolloutState } from '../../domain/types.js';
 import { insertHistory } from '../queries/history.js';
+import { rollBack } from '../queries/revisions.js';
 import type { Tables } from '../tables.js';
 
 type Tx = Transaction<Tables>;
@@ -21,33 +23,64 @@ export class StaleReadError extends Error {
  */
 export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
   await sql`SELECT set_config('steady.quiet', 'on', true)`.execute(tx);
+  // Resources come from the desired revision, priced as allocation counts them (CPU in millicores).
   const { rows } = await sql<DeploymentRow>`
     SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
-           d.restart_count, d.backoff_until, d.ever_running, r.cpu_cores, r.memory_mb, r.gpu_units, r.storage_gb
-    FROM deployments d JOIN deployment_resources r ON r.deployment_id = d.id
+           d.restart_count, d.backoff_until, d.ever_running, d.revision, d.strategy, d.paused,
+           d.rollout_state, d.rollout_reason, d.rollout_progress_at, d.rollout_best_available, d.rollout_least_old,
+           d.rollout_failures, d.stable_revision, rev.template_revision, stable.template_revision AS stable_template_revision,
+           rev.cpu_millicores, rev.memory_mb, rev.gpu_units, rev.storage_gb
+    FROM deployments d
+    JOIN deployment_revisions rev ON rev.deployment_id = d.id AND rev.revision = d.revision
+    LEFT JOIN deployment_revisions stable ON stable.deployment_id = d.id AND stable.revision = d.stable_revision
     WHERE d.id = ANY(${[...ids]}::uuid[])
     ORDER BY d.id
     FOR UPDATE OF d`.execute(tx);
-  return new Map(
-    rows.map((row) => [
-      row.id,
-      {
-        id: row.id,
-        name: row.name,
-        status: row.status,
-        statusReason: row.status_reason,
-        targetReplicas: row.target_replicas,
-        deleted: row.deleted_at !== null,
-        resources: { cpuCores: row.cpu_cores, memoryMb: row.memory_mb, gpuUnits: row.gpu_units, storageGb: row.storage_gb },
-        restartCount: row.restart_count,
-        backoffUntil: row.backoff_until,
-        everRunning: row.ever_running,
-      },
-    ]),
-  );
+  return new Map(rows.map((row) => [row.id, deploymentOf(row)]));
 }
 
-interface DeploymentRow {
+const deploymentOf = (row: DeploymentRow): Deployment => ({
+  id: row.id,
+  name: row.name,
+  status: row.status,
+  statusReason: row.status_reason,
+  targetReplicas: row.target_replicas,
+  deleted: row.deleted_at !== null,
+  resources: pricedResources(row),
+  revision: row.revision,
+  templateRevision: row.template_revision,
+  strategy: mergeStrategy(DEFAULT_STRATEGY, row.strategy),
+  paused: row.paused,
+  rollout: {
+    state: row.rollout_state,
+    reason: row.rollout_reason,
+    progressAt: row.rollout_progress_at,
+    bestAvailable: row.rollout_best_available,
+    leastOld: row.rollout_least_old,
+    failures: row.rollout_failures,
+  },
+  stableRevision: row.stable_revision,
+  stableTemplateRevision: row.stable_template_revision,
+  restartCount: row.restart_count,
+  backoffUntil: row.backoff_until,
+  everRunning: row.ever_running,
+});
+
+interface PricedRow {
+  cpu_millicores: number | null;
+  memory_mb: number | null;
+  gpu_units: number | null;
+  storage_gb: number | null;
+}
+
+const pricedResources = (row: PricedRow): Resources => ({
+  cpuCores: (row.cpu_millicores ?? 0) / 1000,
+  memoryMb: row.memory_mb ?? 0,
+  gpuUnits: row.gpu_units ?? 0,
+  storageGb: row.storage_gb ?? 0,
+});
+
+interface DeploymentRow extends PricedRow {
   id: string;
   name: string;
   status: Deployment['status'];
@@ -57,19 +90,32 @@ interface DeploymentRow {
   restart_count: number;
   backoff_until: Date | null;
   ever_running: boolean;
-  cpu_cores: number;
-  memory_mb: number;
-  gpu_units: number;
-  storage_gb: number;
+  revision: number;
+  strategy: StrategyJson;
+  paused: boolean;
+  rollout_state: RolloutState;
+  rollout_reason: string | null;
+  rollout_progress_at: Date | null;
+  rollout_best_available: number;
+  rollout_least_old: number | null;
+  rollout_failures: number;
+  stable_revision: number | null;
+  template_revision: number;
+  stable_template_revision: number | null;
 }
 
-/** The replicas decisions need, by deployment: every non-terminal one, and failed ones not yet replaced. */
+/**
+ * The replicas decisions need, by deployment: every non-terminal one, and failed ones not yet
+ * replaced, each with its own revision's template identity and resources.
+ */
 export async function loadReplicas(tx: Tx, deploymentIds: readonly string[]): Promise<Map<string, Replica[]>> {
   const { rows } = await sql<ReplicaRow>`
-    SELECT id, deployment_id, node_id, status, created_at, reason, replaced
-    FROM deployment_replicas
-    WHERE deployment_id = ANY(${[...deploymentIds]}::uuid[])
-      AND (status IN ('pending', 'starting', 'running', 'stopping') OR (status = 'failed' AND NOT replaced))`.execute(tx);
+    SELECT r.id, r.deployment_id, r.node_id, r.status, r.created_at, r.started_at, r.reason, r.replaced, r.revision,
+           rev.template_revision, rev.cpu_millicores, rev.memory_mb, rev.gpu_units, rev.storage_gb
+    FROM deployment_replicas r
+    LEFT JOIN deployment_revisions rev ON rev.deployment_id = r.deployment_id AND rev.revision = r.revision
+    WHERE r.deployment_id = ANY(${[...deploymentIds]}::uuid[])
+      AND (r.status IN ('pending', 'starting', 'running', 'stopping') OR (r.status = 'failed' AND NOT r.replaced))`.execute(tx);
   const byDeployment = new Map<string, Replica[]>(deploymentIds.map((id) => [id, []]));
   for (const r of rows) {
     byDeployment.get(r.deployment_id)?.push({
@@ -77,35 +123,44 @@ export async function loadReplicas(tx: Tx, deploymentIds: readonly string[]): Pr
       nodeId: r.node_id,
       status: r.status,
       createdAt: r.created_at,
+      startedAt: r.started_at,
       reason: r.reason,
       replaced: r.replaced,
+      revision: r.revision,
+      // A revision gone by retention has no replica that holds anything (retention keeps those).
+      templateRevision: r.template_revision ?? -r.revision,
+      resources: pricedResources(r),
     });
   }
   return byDeployment;
 }
 
-interface ReplicaRow {
+interface ReplicaRow extends PricedRow {
   id: string;
   deployment_id: string;
   node_id: string | null;
   status: ReplicaStatus;
   created_at: Date;
+  started_at: Date | null;
   reason: string | null;
   replaced: boolean;
+  revision: number;
+  template_revision: number | null;
 }
 
 /** Every node (or only the draining ones) with its capacity and allocation, as of now. */
 export async function loadNodes(db: Kysely<Tables> | Tx, which: 'all' | 'draining' = 'all'): Promise<Node[]> {
   const { rows } = await sql<NodeRow>`
-    SELECT id, name, status, cpu_cores, memory_mb, gpu_units, storage_gb, allocated_cpu_cores::float8 AS a_cpu,
-           allocated_memory_mb::float8 AS a_mem, allocated_gpu_units::float8 AS a_gpu, allocated_storage_gb::float8 AS a_sto
+    SELECT id, name, status, floor(cpu_cores::numeric * 1000)::float8 AS cpu_millicores, memory_mb, gpu_units, storage_gb,
+           allocated_cpu_millicores::float8 AS a_cpu, allocated_memory_mb::float8 AS a_mem, allocated_gpu_units::float8 AS a_gpu, allocated_storage_gb::float8 AS a_sto
     FROM nodes ${which === 'draining' ? sql`WHERE status = 'draining'` : sql``} ORDER BY id`.execute(db);
   return rows.map((r) => ({
     id: r.id,
     name: r.name,
     status: r.status,
-    capacity: { cpuCores: r.cpu_cores, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
-    allocated: { cpuCores: r.a_cpu, memoryMb: r.a_mem, gpuUnits: r.a_gpu, storageGb: r.a_sto },
+    // CPU as the allocation triggers count it: whole millicores, capacity rounded down.
+    capacity: { cpuCores: r.cpu_millicores / 1000, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
+    allocated: { cpuCores: r.a_cpu / 1000, memoryMb: r.a_mem, gpuUnits: r.a_gpu, storageGb: r.a_sto },
   }));
 }
 
@@ -113,7 +168,7 @@ interface NodeRow {
   id: string;
   name: string;
   status: Node['status'];
-  cpu_cores: number;
+  cpu_millicores: number;
   memory_mb: number;
   gpu_units: number;
   storage_gb: number;
@@ -149,14 +204,15 @@ export interface PlannedWrite {
  */
 export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promise<void> {
   const creates = writes.flatMap(({ deploymentId, plan }) =>
-    plan.create.map((c) => ({ deploymentId, nodeId: c.nodeId, reason: c.nodeId === null ? plan.createReason : null })),
+    plan.create.map((c) => ({ deploymentId, nodeId: c.nodeId, revision: c.revision, reason: c.nodeId === null ? plan.createReason : null })),
   );
   if (creates.length > 0) {
     await sql`
-      INSERT INTO deployment_replicas (deployment_id, node_id, status, reason)
-      SELECT deployment_id, node_id, 'pending', reason
-      FROM unnest(${creates.map((c) => c.deploymentId)}::uuid[], ${creates.map((c) => c.nodeId)}::uuid[], ${creates.map((c) => c.reason)}::text[])
-           AS v(deployment_id, node_id, reason)`.execute(tx);
+      INSERT INTO deployment_replicas (deployment_id, node_id, status, reason, revision)
+      SELECT deployment_id, node_id, 'pending', reason, revision
+      FROM unnest(${creates.map((c) => c.deploymentId)}::uuid[], ${creates.map((c) => c.nodeId)}::uuid[], ${creates.map((c) => c.reason)}::text[],
+                  ${creates.map((c) => c.revision)}::int[])
+           AS v(deployment_id, node_id, reason, revision)`.execute(tx);
   }
   const binds = writes.flatMap(({ plan }) => plan.bind);
   if (binds.length > 0) {
@@ -191,6 +247,10 @@ export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promi
     tx,
     writes.map((w) => ({ id: w.deploymentId, patch: w.plan.deployment })),
   );
+  // Rare (a failed rollout): one deployment at a time, after the patch that records the failure.
+  for (const { deploymentId, plan } of writes) {
+    if (plan.rollbackTo !== null) await rollBack(tx, deploymentId, plan.rollbackTo, null);
+  }
   await insertHistory(
     tx,
     writes.flatMap(({ deploymentId, plan }) => plan.history.map((h) => ({ deploymentId, ...h, changedBy: null }))),
@@ -202,6 +262,8 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
   const changed = patches.filter(({ patch }) => Object.keys(patch).length > 0);
   if (changed.length === 0) return;
   const has = (key: keyof DeploymentPatch) => changed.map(({ patch }) => patch[key] !== undefined);
+  const rolls = changed.map(({ patch }) => patch.rollout ?? {});
+  const hasRollout = (key: keyof Rollout) => rolls.map((r) => r[key] !== undefined);
   await sql`
     UPDATE deployments d SET
       status = CASE WHEN v.set_status THEN v.status::deploymentstatus ELSE d.status END,
@@ -209,6 +271,13 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
       restart_count = CASE WHEN v.set_restarts THEN v.restart_count ELSE d.restart_count END,
       backoff_until = CASE WHEN v.set_backoff THEN v.backoff_until ELSE d.backoff_until END,
       ever_running = CASE WHEN v.set_ever THEN v.ever_running ELSE d.ever_running END,
+      stable_revision = CASE WHEN v.set_stable THEN v.stable_revision ELSE d.stable_revision END,
+      rollout_state = CASE WHEN v.set_rstate THEN v.rollout_state ELSE d.rollout_state END,
+      rollout_reason = CASE WHEN v.set_rreason THEN v.rollout_reason ELSE d.rollout_reason END,
+      rollout_progress_at = CASE WHEN v.set_rat THEN v.rollout_progress_at ELSE d.rollout_progress_at END,
+      rollout_best_available = CASE WHEN v.set_rbest THEN v.rollout_best_available ELSE d.rollout_best_available END,
+      rollout_least_old = CASE WHEN v.set_rleast THEN v.rollout_least_old ELSE d.rollout_least_old END,
+      rollout_failures = CASE WHEN v.set_rfail THEN v.rollout_failures ELSE d.rollout_failures END,
       updated_at = CASE WHEN v.set_status THEN now() ELSE d.updated_at END
     FROM unnest(
       ${changed.map((c) => c.id)}::uuid[],
@@ -216,8 +285,17 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
       ${has('statusReason')}::bool[], ${changed.map(({ patch }) => patch.statusReason?.slice(0, 500) ?? null)}::text[],
       ${has('restartCount')}::bool[], ${changed.map(({ patch }) => patch.restartCount ?? null)}::int[],
       ${has('backoffUntil')}::bool[], ${changed.map(({ patch }) => patch.backoffUntil?.toISOString() ?? null)}::timestamptz[],
-      ${has('everRunning')}::bool[], ${changed.map(({ patch }) => patch.everRunning ?? null)}::bool[]
-    ) AS v(id, set_status, status, set_reason, status_reason, set_restarts, restart_count, set_backoff, backoff_until, set_ever, ever_running)
+      ${has('everRunning')}::bool[], ${changed.map(({ patch }) => patch.everRunning ?? null)}::bool[],
+      ${has('stableRevision')}::bool[], ${changed.map(({ patch }) => patch.stableRevision ?? null)}::int[],
+      ${hasRollout('state')}::bool[], ${rolls.map((r) => r.state ?? null)}::text[],
+      ${hasRollout('reason')}::bool[], ${rolls.map((r) => r.reason?.slice(0, 500) ?? null)}::text[],
+      ${hasRollout('progressAt')}::bool[], ${rolls.map((r) => r.progressAt?.toISOString() ?? null)}::timestamptz[],
+      ${hasRollout('bestAvailable')}::bool[], ${rolls.map((r) => r.bestAvailable ?? null)}::int[],
+      ${hasRollout('leastOld')}::bool[], ${rolls.map((r) => r.leastOld ?? null)}::int[],
+      ${hasRollout('failures')}::bool[], ${rolls.map((r) => r.failures ?? null)}::int[]
+    ) AS v(id, set_status, status, set_reason, status_reason, set_restarts, restart_count, set_backoff, backoff_until,
+           set_ever, ever_running, set_stable, stable_revision, set_rstate, rollout_state, set_rreason, rollout_reason,
+           set_rat, rollout_progress_at, set_rbest, rollout_best_available, set_rleast, rollout_least_old, set_rfail, rollout_failures)
     WHERE d.id = v.id`.execute(tx);
 }
 

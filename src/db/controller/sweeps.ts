@@ -6,8 +6,8 @@ type Db = Kysely<Tables>;
 /**
  * Deployments that may need a decision: not settled by their own status, live with a count that is
  * not the target, or stopped/deleted/failed with replicas still active, with failures not yet
- * replaced, or with replicas on a draining node. Anything a notification can start, this finds too
- * (a notification lost in a failover or a reconnect costs one resync period, never a stalled drain).
+ * replaced, with replicas on a draining node, or with a rollout in progress (not paused). Anything a
+ * notification can start, this finds too (a notification lost in a failover or a reconnect costs one resync period, never a stalled drain).
  * Converged deployments cost an index probe each, never a write.
  */
 export async function deploymentsNeedingWork(db: Db): Promise<string[]> {
@@ -29,7 +29,10 @@ export async function deploymentsNeedingWork(db: Db): Promise<string[]> {
     SELECT d.id FROM deployments d WHERE d.backoff_until IS NOT NULL AND d.status NOT IN ('stopped', 'deleted', 'failed')
     UNION
     SELECT r.deployment_id FROM nodes n JOIN deployment_replicas r ON r.node_id = n.id
-    WHERE n.status = 'draining' AND r.status IN ('pending', 'starting', 'running')`.execute(db);
+    WHERE n.status = 'draining' AND r.status IN ('pending', 'starting', 'running')
+    UNION
+    SELECT d.id FROM deployments d
+    WHERE d.rollout_state = 'progressing' AND NOT d.paused AND d.status NOT IN ('stopped', 'deleted', 'failed')`.execute(db);
   return rows.map((r) => r.id);
 }
 

@@ -1,8 +1,10 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { ConflictError, NotFoundError } from '../../domain/errors.js';
-import type { DeploymentStatus, Resources } from '../../domain/types.js';
+import { strategyJson, type StrategyJson } from '../../domain/strategy.js';
+import type { DeploymentStatus, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
 import { insertHistory } from './history.js';
+import { insertRevision, type Template } from './revisions.js';
 
 /**
  * The user's commands on a deployment. Each is one transaction that first locks the deployment row
@@ -12,9 +14,9 @@ import { insertHistory } from './history.js';
 
 export interface DeploymentSpec {
   readonly name: string;
-  readonly containerImage: string;
   readonly targetReplicas: number;
-  readonly resources: Resources;
+  readonly template: Template;
+  readonly strategy: Strategy;
 }
 
 /** Whether a command changed anything; `false` for the idempotent no-ops (same target, already stopped…). */
@@ -39,7 +41,7 @@ export async function createDeployment(db: Kysely<Tables>, userId: string, spec:
 export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
 
 /**
- * A new deployment with its resources and its creation history, in the caller's transaction (one
+ * A new deployment with its resources, its revision 1 and its creation history, in the caller's transaction (one
  * create, or a batch of them: create-deployments.ts). Null when the user already has a live
  * deployment of that name: the partial unique index (user_id, name) WHERE deleted_at IS NULL decides,
  * races between two creates included (no read-then-insert window), and ON CONFLICT leaves the
@@ -48,21 +50,23 @@ export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictEr
 export async function insertDeployment(tx: Transaction<Tables>, userId: string, spec: DeploymentSpec): Promise<string | null> {
   const row = await tx
     .insertInto('deployments')
-    .values({ name: spec.name, user_id: userId, container_image: spec.containerImage, target_replicas: spec.targetReplicas })
+    .values({
+      name: spec.name,
+      user_id: userId,
+      container_image: spec.template.containerImage,
+      target_replicas: spec.targetReplicas,
+      strategy: JSON.stringify(strategyJson(spec.strategy)),
+    })
     .onConflict((oc) => oc.columns(['user_id', 'name']).where('deleted_at', 'is', null).doNothing())
     .returning('id')
     .executeTakeFirst();
   if (!row) return null;
+  const r = spec.template.resources;
   await tx
     .insertInto('deployment_resources')
-    .values({
-      deployment_id: row.id,
-      cpu_cores: spec.resources.cpuCores,
-      memory_mb: spec.resources.memoryMb,
-      gpu_units: spec.resources.gpuUnits,
-      storage_gb: spec.resources.storageGb,
-    })
+    .values({ deployment_id: row.id, cpu_cores: r.cpuCores, memory_mb: r.memoryMb, gpu_units: r.gpuUnits, storage_gb: r.storageGb })
     .execute();
+  await insertRevision(tx, row.id, 1, spec.template, userId);
   await insertHistory(tx, [{ deploymentId: row.id, oldStatus: 'none', newStatus: 'pending', changedBy: userId, reason: 'Deployment created' }]);
   return row.id;
 }
@@ -106,12 +110,16 @@ export async function deleteDeployment(db: Kysely<Tables>, userId: string, id: s
   });
 }
 
-interface LockedDeployment {
+export interface LockedDeployment {
   readonly status: DeploymentStatus;
   readonly target_replicas: number;
+  readonly revision: number;
+  readonly strategy: StrategyJson;
+  readonly paused: boolean;
+  readonly rollout_state: RolloutState;
 }
 
-async function withLockedDeployment<T>(
+export async function withLockedDeployment<T>(
   db: Kysely<Tables>,
   userId: string,
   id: string,
@@ -121,7 +129,7 @@ async function withLockedDeployment<T>(
     // Another user's deployment and a soft-deleted one are "not found", exactly like an unknown id.
     const current = await tx
       .selectFrom('deployments')
-      .select(['status', 'target_replicas'])
+      .select(['status', 'target_replicas', 'revision', 'strategy', 'paused', 'rollout_state'])
       .where('id', '=', id)
       .where('user_id', '=', userId)
       .where('deleted_at', 'is', null)

@@ -1,7 +1,9 @@
 import { sql, type Kysely } from 'kysely';
-import type { DeploymentStatus, ReplicaStatus, Resources } from '../../domain/types.js';
+import { DEFAULT_STRATEGY, mergeStrategy, type StrategyJson } from '../../domain/strategy.js';
+import type { DeploymentStatus, ReplicaStatus, Resources, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
 import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
+import type { Template } from './revisions.js';
 
 export interface HistoryEntry {
   readonly oldStatus: string;
@@ -19,6 +21,19 @@ export interface ReplicaSummary {
   readonly containerId: string | null;
   readonly startedAt: Date | null;
   readonly stoppedAt: Date | null;
+  readonly revision: number;
+  readonly reason: string | null;
+}
+
+export interface RolloutRecord {
+  /** `paused` while the deployment is paused, whatever the stored state. */
+  readonly state: RolloutState | 'paused';
+  readonly revision: number;
+  /** Active replicas running the desired template (of any revision with that template). */
+  readonly updatedReplicas: number;
+  /** Of those, running for at least min_ready_seconds. */
+  readonly availableReplicas: number;
+  readonly reason: string | null;
 }
 
 export interface DeploymentStatusRecord {
@@ -28,6 +43,11 @@ export interface DeploymentStatusRecord {
   readonly containerImage: string;
   readonly targetReplicas: number;
   readonly resources: Resources;
+  readonly template: Template;
+  readonly strategy: Strategy;
+  readonly revision: number;
+  readonly reason: string | null;
+  readonly rollout: RolloutRecord;
   readonly counts: ReplicaCounts;
   /** Every non-terminal replica, then the 10 most recently finished ones. */
   readonly replicas: readonly ReplicaSummary[];
@@ -43,8 +63,8 @@ export const RECENT_HISTORY = 10;
 interface HeadRow {
   id: string;
   name: string;
-  status: DeploymentStatus;
   container_image: string;
+  status: DeploymentStatus;
   target_replicas: number;
   created_at: Date;
   updated_at: Date;
@@ -52,6 +72,16 @@ interface HeadRow {
   memory_mb: number | null;
   gpu_units: number | null;
   storage_gb: number | null;
+  revision: number;
+  status_reason: string | null;
+  paused: boolean;
+  rollout_state: RolloutState;
+  rollout_reason: string | null;
+  strategy: StrategyJson;
+  command: string[] | null;
+  env: Record<string, string> | null;
+  updated: number;
+  available: number;
   considered: number;
   running: number;
   failed: number;
@@ -67,6 +97,8 @@ interface ReplicaJson {
   container_id: string | null;
   started_at: string | null;
   stopped_at: string | null;
+  revision: number;
+  reason: string | null;
 }
 
 const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
@@ -87,13 +119,23 @@ export const statusKeyOf = (key: StatusKey): string => `${key.userId}/${key.id}`
 export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, DeploymentStatusRecord>> {
   if (keys.length === 0) return new Map();
   const { rows } = await sql<HeadRow & { user_id: string }>`
-    SELECT d.id, d.user_id, d.name, d.status, d.container_image, d.target_replicas, d.created_at, d.updated_at,
-           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb,
+    SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at, d.container_image,
+           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb, d.revision, d.status_reason, d.paused,
+           d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, ro.updated, ro.available,
            c.considered, c.running, c.failed, h.history, rl.replicas
     FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
     JOIN deployments d ON d.id = k.id AND d.user_id = k.user_id AND d.deleted_at IS NULL
     LEFT JOIN deployment_resources res ON res.deployment_id = d.id
+    LEFT JOIN deployment_revisions cur ON cur.deployment_id = d.id AND cur.revision = d.revision
     ${replicaCountsLateral()}
+    LEFT JOIN LATERAL (
+      SELECT count(*)::int AS updated,
+             count(*) FILTER (WHERE r.status = 'running'
+               AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
+      FROM deployment_replicas r
+      JOIN deployment_revisions rv ON rv.deployment_id = r.deployment_id AND rv.revision = r.revision
+      WHERE r.deployment_id = d.id AND r.status IN ('pending', 'starting', 'running') AND rv.template_revision = cur.template_revision
+    ) ro ON true
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'old_status', x.old_status,
@@ -111,14 +153,15 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'id', r.id, 'node_id', r.node_id, 'node_name', n.name, 'status', r.status, 'container_id', r.container_id,
-               'started_at', ${isoUtc('r.started_at')}, 'stopped_at', ${isoUtc('r.stopped_at')}
+               'started_at', ${isoUtc('r.started_at')}, 'stopped_at', ${isoUtc('r.stopped_at')},
+               'revision', r.revision, 'reason', r.reason
              ) ORDER BY r.grp, CASE WHEN r.grp = 0 THEN r.at END ASC, CASE WHEN r.grp = 1 THEN r.at END DESC, r.id), '[]'::json) AS replicas
       FROM (
-        (SELECT id, node_id, status, container_id, started_at, stopped_at, created_at AS at, 0 AS grp
+        (SELECT id, node_id, status, container_id, started_at, stopped_at, revision, reason, created_at AS at, 0 AS grp
          FROM deployment_replicas
          WHERE deployment_id = d.id AND status IN ('pending', 'starting', 'running', 'stopping'))
         UNION ALL
-        (SELECT id, node_id, status, container_id, started_at, stopped_at, updated_at AS at, 1 AS grp
+        (SELECT id, node_id, status, container_id, started_at, stopped_at, revision, reason, updated_at AS at, 1 AS grp
          FROM deployment_replicas
          WHERE deployment_id = d.id AND status IN ('stopped', 'failed')
          ORDER BY updated_at DESC, id DESC
@@ -131,17 +174,29 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
 }
 
 function recordOf(row: HeadRow): DeploymentStatusRecord {
+  const resources: Resources = {
+    cpuCores: row.cpu_cores ?? 0,
+    memoryMb: row.memory_mb ?? 0,
+    gpuUnits: row.gpu_units ?? 0,
+    storageGb: row.storage_gb ?? 0,
+  };
   return {
     id: row.id,
     name: row.name,
     status: row.status,
     containerImage: row.container_image,
     targetReplicas: row.target_replicas,
-    resources: {
-      cpuCores: row.cpu_cores ?? 0,
-      memoryMb: row.memory_mb ?? 0,
-      gpuUnits: row.gpu_units ?? 0,
-      storageGb: row.storage_gb ?? 0,
+    resources,
+    template: { containerImage: row.container_image, resources, command: row.command, env: row.env },
+    strategy: mergeStrategy(DEFAULT_STRATEGY, row.strategy),
+    revision: row.revision,
+    reason: row.status_reason,
+    rollout: {
+      state: row.paused ? 'paused' : row.rollout_state,
+      revision: row.revision,
+      updatedReplicas: row.updated,
+      availableReplicas: row.available,
+      reason: row.rollout_reason,
     },
     counts: { considered: row.considered, running: row.running, failed: row.failed },
     replicas: row.replicas.map((r) => ({
@@ -152,6 +207,8 @@ function recordOf(row: HeadRow): DeploymentStatusRecord {
       containerId: r.container_id,
       startedAt: r.started_at === null ? null : new Date(r.started_at),
       stoppedAt: r.stopped_at === null ? null : new Date(r.stopped_at),
+      revision: r.revision,
+      reason: r.reason,
     })),
     history: row.history.map((h) => ({
       oldStatus: h.old_status,

@@ -94,13 +94,14 @@ interface OverviewRow extends NodeRow {
 
 /**
  * Every node with its allocation and replica counts by status, in one query. The allocation is the
- * one the database keeps on the node row (migration 0003: triggers sum the resources of every
- * pending, starting, running and stopping replica, and refuse overcommitment).
+ * one the database keeps on the node row (migrations 0003 and 0005: triggers sum the resources of
+ * every pending, starting, running and stopping replica, each priced by its own revision, and refuse
+ * overcommitment). CPU is summed in whole millicores.
  */
 export async function listNodeOverviews(db: Kysely<Tables>): Promise<NodeOverview[]> {
   const result = await sql<OverviewRow>`
     SELECT n.*,
-           n.allocated_cpu_cores::float8 AS alloc_cpu, n.allocated_memory_mb::float8 AS alloc_memory,
+           n.allocated_cpu_millicores::float8 / 1000 AS alloc_cpu, n.allocated_memory_mb::float8 AS alloc_memory,
            n.allocated_gpu_units::float8 AS alloc_gpu, n.allocated_storage_gb::float8 AS alloc_storage,
            c.counts
     FROM nodes n
@@ -113,7 +114,7 @@ export async function listNodeOverviews(db: Kysely<Tables>): Promise<NodeOvervie
   return result.rows.map(({ alloc_cpu, alloc_memory, alloc_gpu, alloc_storage, counts, ...node }) => ({
     node,
     allocated: {
-      cpuCores: Math.round(alloc_cpu * 1e6) / 1e6,
+      cpuCores: Math.round(alloc_cpu * 1000) / 1000,
       memoryMb: alloc_memory,
       gpuUnits: alloc_gpu,
       storageGb: alloc_storage,
@@ -122,18 +123,25 @@ export async function listNodeOverviews(db: Kysely<Tables>): Promise<NodeOvervie
   }));
 }
 
+/** A replica the node holds, with its own revision's template (never the deployment's current one). */
 export interface Assignment {
   readonly replicaId: string;
   readonly deploymentId: string;
   readonly status: ReplicaStatus;
+  readonly revision: number;
   readonly containerImage: string;
   readonly resources: Resources;
+  readonly command: readonly string[] | null;
+  readonly env: Readonly<Record<string, string>> | null;
 }
 
 interface HeartbeatRow {
   replica_id: string | null;
   deployment_id: string | null;
   status: ReplicaStatus | null;
+  revision: number | null;
+  command: string[] | null;
+  env: Record<string, string> | null;
   container_image: string | null;
   cpu_cores: number | null;
   memory_mb: number | null;
@@ -156,13 +164,12 @@ export async function recordHeartbeat(db: Kysely<Tables>, id: string, name: stri
       WHERE id = ${id} AND name = ${name}
       RETURNING id
     )
-    SELECT r.id AS replica_id, r.deployment_id, r.status, d.container_image,
-           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb
+    SELECT r.id AS replica_id, r.deployment_id, r.status, r.revision, rev.container_image,
+           rev.cpu_cores, rev.memory_mb, rev.gpu_units, rev.storage_gb, rev.command, rev.env
     FROM touched t
     LEFT JOIN deployment_replicas r
       ON r.node_id = t.id AND r.status IN ('pending', 'starting', 'running', 'stopping')
-    LEFT JOIN deployments d ON d.id = r.deployment_id
-    LEFT JOIN deployment_resources res ON res.deployment_id = r.deployment_id
+    LEFT JOIN deployment_revisions rev ON rev.deployment_id = r.deployment_id AND rev.revision = r.revision
     ORDER BY r.created_at, r.id
   `.execute(db);
   if (result.rows.length === 0) return null;
@@ -174,6 +181,7 @@ export async function recordHeartbeat(db: Kysely<Tables>, id: string, name: stri
             replicaId: r.replica_id,
             deploymentId: r.deployment_id,
             status: r.status,
+            revision: r.revision ?? 0,
             containerImage: r.container_image ?? '',
             resources: {
               cpuCores: r.cpu_cores ?? 0,
@@ -181,6 +189,8 @@ export async function recordHeartbeat(db: Kysely<Tables>, id: string, name: stri
               gpuUnits: r.gpu_units ?? 0,
               storageGb: r.storage_gb ?? 0,
             },
+            command: r.command,
+            env: r.env,
           },
         ],
   );
