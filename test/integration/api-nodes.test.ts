@@ -328,7 +328,7 @@ describeBackends('API nodes and replicas', (t) => {
       let inserted = (): void => undefined;
       const placed = new Promise<void>((resolve) => (inserted = resolve));
       const placement = other.db.transaction().execute(async (tx) => {
-        await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status) VALUES (${deploymentId}, ${n.node_id}, 'pending')`.execute(tx);
+        await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status, revision) VALUES (${deploymentId}, ${n.node_id}, 'pending', 1)`.execute(tx);
         inserted();
         await held;
       });
