@@ -9,7 +9,8 @@
  *   --quick            smaller sizes
  *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API),
  *                      e2e (submit and place at once), status-all (status and list on `serve --role all`),
- *                      embedded, c1m (a million replicas; not in the default run)
+ *                      embedded, storm (a rollout storm beside a cold start of the same replicas),
+ *                      c1m (a million replicas; not in the default run)
  *   --fsync-off        every scenario on the fsync-off server only
  *   --no-extra         no fsync-off repeat of the write scenarios
  *   --profile          run the controller and the API with --cpu-prof (profiles in bench/results/profiles/)
@@ -32,12 +33,13 @@ import { coldStart, steadyState } from './scenarios/cold-start.js';
 import { endToEnd } from './scenarios/end-to-end.js';
 import { embedded } from './scenarios/embedded.js';
 import { reaction } from './scenarios/reaction.js';
+import { rolloutStorm } from './scenarios/rollout-storm.js';
 import { statusAll } from './scenarios/status-all.js';
 import { statusApi } from './scenarios/status-api.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'c1m'] as const;
-const DEFAULT_SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded'];
+const SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'storm', 'c1m'] as const;
+const DEFAULT_SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'storm'];
 /** What the fsync-off repeat runs: where commits are the work. */
 const WRITE_SCENARIOS = ['cold', 'e2e'];
 
@@ -150,6 +152,7 @@ async function main(): Promise<number> {
       }
       if (scenarios.has('e2e')) await attempt('End to end', () => endToEnd(env));
       if (scenarios.has('status-all')) await attempt('Status API, serve --role all', () => statusAll(env));
+      if (scenarios.has('storm')) await attempt('Rollout storm', () => rolloutStorm(env));
       if (scenarios.has('c1m')) await attempt('C1M', () => c1m(env));
       if (scenarios.has('embedded')) await attempt('Embedded', () => embedded(env));
     } finally {
