@@ -53,7 +53,9 @@ const ResourcesPatch = z
 
 export const TargetReplicas = intIn(D.targetReplicas).openapi({ example: 3 });
 
-const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
+// TextEncoder, not Buffer: the dashboard's types come from this module too.
+const encoder = new TextEncoder();
+const utf8Bytes = (text: string): number => encoder.encode(text).length;
 // PostgreSQL stores no NUL character in text or jsonb: refuse it here, not as a 500 there.
 const NO_NUL = /^[^\u0000]*$/;
 

@@ -233,6 +233,50 @@ for (const backend of BACKENDS) {
       expect(await running(id)).toEqual([{ revision: 2, n: 3 }]);
     });
 
+    it('serialises concurrent PATCHes of one deployment: each template change is a revision of its own, none lost', SLOW, async () => {
+      const db = await setUp();
+      await insertNode(db, { cpu: 8, memoryMb: 16384 });
+      const id = await deploy({ target_replicas: 1 });
+      const images = Array.from({ length: 12 }, (_, i) => `web:${i + 2}`);
+      const answers = await Promise.all(images.map((image) => call('PATCH', `/api/deployment/${id}`, { container_image: image })));
+      expect(answers.map((a) => a.status)).toEqual(images.map(() => 200));
+      // Every PATCH took the row lock in turn: one unbroken chain revision:1 → … → revision:13, one
+      // revision per request, each naming the image its request set.
+      // (Row ids come from a sequence taken before the lock: order by revision, not by id.)
+      const chain = (
+        await db
+          .selectFrom('deployment_status_history')
+          .select(['old_status', 'new_status', 'reason'])
+          .where('deployment_id', '=', id)
+          .where('old_status', 'like', 'revision:%')
+          .execute()
+      ).sort((x, y) => Number(x.old_status.slice(9)) - Number(y.old_status.slice(9)));
+      expect(chain.map((c) => [c.old_status, c.new_status])).toEqual(Array.from({ length: 12 }, (_, i) => [`revision:${i + 1}`, `revision:${i + 2}`]));
+      const set = chain.map((c) => /→ (web:\d+)$/.exec(c.reason ?? '')?.[1]);
+      expect([...set].sort()).toEqual([...images].sort());
+      // Retention keeps the last 10 (and revision 1, which still has the replica), each with the image its row names.
+      const kept = await db.selectFrom('deployment_revisions').select(['revision', 'container_image']).where('deployment_id', '=', id).execute();
+      for (const k of kept.filter((r) => r.revision > 1)) expect(k.container_image).toBe(set[k.revision - 2]);
+      const last = { revision: 13 };
+      await drive(async () => (await status(id)).rollout.state === 'complete');
+      expect((await status(id)).replicas.filter((r) => r.status === 'running').map((r) => r.revision)).toEqual([last.revision]);
+    });
+
+    it('counts the progress deadline from a start, not from before the deployment was stopped', SLOW, async () => {
+      const db = await setUp();
+      // No node yet: the first rollout cannot progress.
+      const id = await deploy({ target_replicas: 2 });
+      await expect.poll(async () => (await status(id)).status, WAIT).toBe('pending');
+      expect((await call('POST', `/api/deployment/${id}/stop`)).status).toBe(200);
+      // Stopped for an hour, far past the deadline of 600 s.
+      await sql`UPDATE deployments SET rollout_progress_at = now() - interval '1 hour' WHERE id = ${id}`.execute(db);
+      expect((await call('POST', `/api/deployment/${id}/start`)).status).toBe(200);
+      await insertNode(db, { cpu: 8, memoryMb: 16384 });
+      await drive(async () => (await status(id)).rollout.state === 'complete');
+      const failed = await db.selectFrom('deployment_status_history').select('reason').where('deployment_id', '=', id).where('new_status', '=', 'rollout:failed').execute();
+      expect(failed).toEqual([]);
+    });
+
     it('says RolloutBlocked, once, when the surge fits nowhere and max_unavailable is 0', SLOW, async () => {
       const db = await setUp();
       await insertNode(db, { cpu: 3, memoryMb: 16384 });

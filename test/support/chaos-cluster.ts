@@ -272,7 +272,8 @@ export async function orphanReplicas(db: Db): Promise<number> {
 /**
  * Every status change has its history row: per deployment, the status rows form one unbroken chain
  * from `none` to the current status, and the `replicas:N` rows one chain from the created target to
- * the current target. Returns the breaks found.
+ * the current target, and the `revision:N` rows one chain from revision 1 to the current revision.
+ * Returns the breaks found.
  */
 export async function historyBreaks(db: Db, createdTargets: ReadonlyMap<string, number>): Promise<string[]> {
   // One snapshot for both reads: the controller may be committing a status change (and its row) meanwhile.
@@ -286,7 +287,7 @@ export async function historyBreaks(db: Db, createdTargets: ReadonlyMap<string, 
         .orderBy('changed_at')
         .orderBy('id')
         .execute(),
-      current: await tx.selectFrom('deployments').select(['id', 'status', 'target_replicas']).execute(),
+      current: await tx.selectFrom('deployments').select(['id', 'status', 'target_replicas', 'revision']).execute(),
     }));
   const byDeployment = new Map<string, { old_status: string; new_status: string }[]>();
   for (const h of history) {
@@ -298,7 +299,15 @@ export async function historyBreaks(db: Db, createdTargets: ReadonlyMap<string, 
   for (const d of current) {
     let status = 'none';
     let target = createdTargets.get(d.id);
+    let revision = 1;
     for (const h of byDeployment.get(d.id) ?? []) {
+      // Rollout rows (progressing, complete, failed, blocked) say what a rollout did, beside the status chain.
+      if (h.old_status.startsWith('rollout:')) continue;
+      if (h.old_status.startsWith('revision:')) {
+        if (h.old_status !== `revision:${revision}`) breaks.push(`${d.id}: revision ${revision} then ${h.old_status}→${h.new_status}`);
+        revision = Number(h.new_status.slice('revision:'.length));
+        continue;
+      }
       if (h.old_status.startsWith('replicas:')) {
         if (target !== undefined && h.old_status !== `replicas:${target}`) breaks.push(`${d.id}: target ${target} then ${h.old_status}→${h.new_status}`);
         target = Number(h.new_status.slice('replicas:'.length));
@@ -309,6 +318,7 @@ export async function historyBreaks(db: Db, createdTargets: ReadonlyMap<string, 
     }
     if (status !== d.status) breaks.push(`${d.id}: history ends at ${status}, deployment is ${d.status}`);
     if (target !== undefined && target !== d.target_replicas) breaks.push(`${d.id}: history ends at replicas:${target}, target is ${d.target_replicas}`);
+    if (revision !== d.revision) breaks.push(`${d.id}: history ends at revision:${revision}, deployment is at revision ${d.revision}`);
   }
   return breaks;
 }

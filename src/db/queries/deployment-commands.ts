@@ -98,7 +98,12 @@ export async function stopDeployment(db: Kysely<Tables>, userId: string, id: str
 export async function startDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
   return withLockedDeployment(db, userId, id, async (tx, current) => {
     if (current.status !== 'stopped' && current.status !== 'failed') return { changed: false };
-    await changeStatus(tx, userId, id, current.status, 'pending', 'Started by user', { restart_count: 0, backoff_until: null });
+    // The progress deadline counts from the start: the time spent stopped is not a rollout making no progress.
+    await changeStatus(tx, userId, id, current.status, 'pending', 'Started by user', {
+      restart_count: 0,
+      backoff_until: null,
+      rollout_progress_at: sql<Date>`now()`,
+    });
     return { changed: true };
   });
 }
