@@ -277,6 +277,26 @@ for (const backend of BACKENDS) {
       expect(failed).toEqual([]);
     });
 
+    it('proceeds by replacement when the surge fits nowhere and max_unavailable allows', SLOW, async () => {
+      const db = await setUp();
+      await insertNode(db, { cpu: 3, memoryMb: 16384 });
+      const id = await deploy({ target_replicas: 3, strategy: { max_surge: 1, max_unavailable: 1 } });
+      await drive(async () => (await status(id)).rollout.state === 'complete');
+      await call('PATCH', `/api/deployment/${id}`, { container_image: 'web:2' });
+      let minRunning = Infinity;
+      await drive(
+        async () => (await status(id)).rollout.state === 'complete',
+        async () => {
+          minRunning = Math.min(minRunning, (await running(id)).reduce((a, c) => a + c.n, 0));
+        },
+      );
+      // One old replica at a time made room for one new: never below N − 1 running, never blocked.
+      expect(minRunning).toBeGreaterThanOrEqual(2);
+      expect(await running(id)).toEqual([{ revision: 2, n: 3 }]);
+      const blocked = await db.selectFrom('deployment_status_history').select('reason').where('deployment_id', '=', id).where('new_status', '=', 'rollout:blocked').execute();
+      expect(blocked).toEqual([]);
+    });
+
     it('says RolloutBlocked, once, when the surge fits nowhere and max_unavailable is 0', SLOW, async () => {
       const db = await setUp();
       await insertNode(db, { cpu: 3, memoryMb: 16384 });
