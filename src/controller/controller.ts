@@ -110,6 +110,9 @@ export class Controller {
 /** Everything that runs only while this process leads. */
 class ActiveController {
   private listener: Listener | null = null;
+  private listenRetry: NodeJS.Timeout | null = null;
+  private listenFailures = 0;
+  private stopping = false;
   private unscheduledKnown = true;
   private readonly capacity = new CapacityWatch();
   private readonly loops: Periodic[];
@@ -155,20 +158,29 @@ class ActiveController {
       },
     });
     self = new ActiveController(ctx, queue);
-    await self.listen();
+    await self.listen(ctx.config.controller.retryMs);
     for (const loop of self.loops) loop.start(loop !== self.binder);
     return self;
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.listenRetry) clearTimeout(this.listenRetry);
     await Promise.all(this.loops.map((l) => l.stop()));
     await this.listener?.close();
     await this.queue.shutdown();
   }
 
-  private async listen(): Promise<void> {
+  /**
+   * LISTEN for the rest of the leadership. A first LISTEN that fails (the database briefly away, no
+   * connection slot free) is tried again on the retry period, doubling up to the resync period: the
+   * resync keeps everything converging meanwhile, NOTIFY only makes reaction fast again. Once in
+   * place, the listener re-LISTENs after a reconnect on its own.
+   */
+  private async listen(retryMs: number): Promise<void> {
+    if (this.stopping) return;
     try {
-      this.listener = await this.ctx.database.listen([DEPLOYMENT_CHANNEL, NODE_CHANNEL], {
+      const listener = await this.ctx.database.listen([DEPLOYMENT_CHANNEL, NODE_CHANNEL], {
         onNotification: (n) => this.onNotification(n),
         onReconnect: () => {
           this.ctx.logger.info('notification listener reconnected; resyncing');
@@ -176,9 +188,25 @@ class ActiveController {
         },
         onError: (err) => this.ctx.logger.warn({ err: message(err) }, 'notification listener lost its connection'),
       });
+      if (this.stopping) {
+        await listener.close();
+        return;
+      }
+      this.listener = listener;
+      if (this.listenFailures > 0) {
+        this.ctx.logger.info({ failures: this.listenFailures }, 'LISTEN in place after failing; resyncing');
+        // Notifications sent meanwhile were missed.
+        this.resync.trigger();
+      }
     } catch (err) {
-      // The periodic resync still converges everything; NOTIFY only makes it fast.
-      this.ctx.logger.warn({ err: message(err) }, 'could not LISTEN; relying on the periodic resync');
+      this.listenFailures++;
+      const c = this.ctx.config.controller;
+      this.ctx.logger.warn({ err: message(err), retry_in_ms: retryMs }, 'could not LISTEN; relying on the periodic resync until it works');
+      const next = Math.min(retryMs * 2, Math.max(c.retryMs, c.resyncMs));
+      this.listenRetry = setTimeout(() => {
+        this.listenRetry = null;
+        void this.listen(next);
+      }, retryMs);
     }
   }
 

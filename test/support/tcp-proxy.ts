@@ -8,6 +8,8 @@ import net from 'node:net';
 export interface TcpProxy {
   readonly port: number;
   cut(): void;
+  /** New connections are refused; those already open keep working (a server out of connection slots). */
+  refuseNew(): void;
   restore(): void;
   /** New connections go to this port from now on. */
   retarget(port: number): void;
@@ -42,6 +44,9 @@ export async function startTcpProxy(initialPort: number, targetHost = '127.0.0.1
     cut() {
       refusing = true;
       for (const s of sockets) s.resetAndDestroy();
+    },
+    refuseNew() {
+      refusing = true;
     },
     restore() {
       refusing = false;
