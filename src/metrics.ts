@@ -12,6 +12,7 @@ export interface Metrics {
   readonly queueDepth: Gauge;
   readonly replicasByStatus: Gauge<'status'>;
   readonly isLeader: Gauge;
+  readonly binderPasses: Counter;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly httpRateLimited: Counter;
@@ -50,6 +51,11 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       registers,
     }),
     isLeader: new Gauge({ name: 'steady_controller_leader', help: '1 while this process holds the controller lease.', registers }),
+    binderPasses: new Counter({
+      name: 'steady_binder_passes_total',
+      help: 'Passes that read every node to bind replicas waiting for one (at most one a second).',
+      registers,
+    }),
     httpRequests: new Counter({
       name: 'steady_http_requests_total',
       help: 'HTTP requests by method, route pattern and status.',

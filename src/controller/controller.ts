@@ -127,8 +127,10 @@ class ActiveController {
     const log = ctx.logger;
     const onError = (what: string) => (err: unknown) => log.warn({ err: message(err) }, `${what} failed; will retry`);
     this.resync = new Periodic(c.resyncMs, () => this.resyncNow(), onError('resync'));
-    // Capacity freed elsewhere (a replica stopped, a node arrived): bind waiting replicas soon, at most once a second.
-    this.binder = new Periodic(1_000, () => this.bindUnscheduled(), onError('binding unscheduled replicas'));
+    // Capacity freed elsewhere (a replica stopped, a node arrived): bind waiting replicas soon, at most
+    // once a second. Every notification triggers it while something waits: the triggers of a second
+    // coalesce into one pass, which reads every node.
+    this.binder = new Periodic(1_000, () => this.bindUnscheduled(), onError('binding unscheduled replicas'), 1_000);
     const nodeMonitorMs = Math.max(500, Math.min(5_000, Math.floor(c.nodeGraceMs / 4)));
     this.loops = [
       this.resync,
@@ -247,6 +249,7 @@ class ActiveController {
 
   private async bindUnscheduled(): Promise<void> {
     if (!this.unscheduledKnown) return;
+    this.ctx.metrics.binderPasses.inc();
     if (!this.capacity.grew(await loadNodes(this.ctx.database.db))) return;
     const ids = await deploymentsWithUnscheduled(this.ctx.database.db);
     this.unscheduledKnown = ids.length > 0;
