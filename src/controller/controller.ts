@@ -287,4 +287,5 @@ class ActiveController {
 }
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-const isConflict = (err: unknown): boolean => ['ST001', '40001', '40P01'].includes(String((err as { code?: unknown })?.code));
+// ST001 overcommit and ST003 an unschedulable node, refused by the allocation trigger: the nodes changed since the read.
+const isConflict = (err: unknown): boolean => ['ST001', 'ST003', '40001', '40P01'].includes(String((err as { code?: unknown })?.code));
