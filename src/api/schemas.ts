@@ -293,6 +293,25 @@ const nodeFields = {
 
 export const NodeSchema = z.object(nodeFields).openapi('Node');
 
+export const NodeRegistrationSchema = z
+  .object({
+    ...nodeFields,
+    evicted_replicas: z
+      .array(
+        z.object({
+          replica_id: uuid,
+          deployment_id: uuid,
+          status: z.enum(['failed', 'stopped']),
+          reason: z.string().openapi({ example: 'NodeCapacityReduced' }),
+        }),
+      )
+      .openapi({
+        description:
+          'Replicas the node gave up because it re-registered with less capacity than they hold (the fewest that make the rest fit); the controller replaces them elsewhere. Empty when everything still fits.',
+      }),
+  })
+  .openapi('NodeRegistration');
+
 export const NodeListSchema = z
   .object({
     items: z.array(

@@ -1,4 +1,4 @@
-import type { Assignment, NodeOverview } from '../db/queries/nodes.js';
+import type { Assignment, NodeOverview, Registered } from '../db/queries/nodes.js';
 import type { DeploymentListItem } from '../db/queries/deployment-list.js';
 import type { DeploymentStatusRecord } from '../db/queries/deployment-status.js';
 import type { ReplicaCounts } from '../db/queries/replica-counts.js';
@@ -105,6 +105,13 @@ export function nodeJson(n: NodeRow) {
     last_heartbeat_at: isoOrNull(n.last_heartbeat_at),
     created_at: iso(n.created_at),
     updated_at: iso(n.updated_at),
+  };
+}
+
+export function registrationJson(r: Registered) {
+  return {
+    ...nodeJson(r.node),
+    evicted_replicas: r.evicted.map((e) => ({ replica_id: e.replicaId, deployment_id: e.deploymentId, status: e.status, reason: e.reason })),
   };
 }
 

@@ -9,6 +9,7 @@ import type {
   Heartbeat,
   ListOptions,
   NodeList,
+  NodeRegistered,
   NodeRegistration,
   NodeStatus,
   Readiness,
@@ -149,7 +150,7 @@ export class SteadyClient {
     await this.request('DELETE', `/api/nodes/${seg(id)}`, options);
   }
 
-  registerNode(node: NodeRegistration, options?: RequestOptions): Promise<{ node_id: string; name: string; status: NodeStatus }> {
+  registerNode(node: NodeRegistration, options?: RequestOptions): Promise<NodeRegistered> {
     return this.request('POST', '/api/nodes', { body: node, ...options });
   }
 

@@ -5,6 +5,7 @@ import type {
   DeploymentStatusSchema,
   HeartbeatSchema,
   NodeListSchema,
+  NodeRegistrationSchema,
   NodeSchema,
   ReadyzSchema,
   RegisterNodeBody,
@@ -30,6 +31,8 @@ export type NodeList = z.output<typeof NodeListSchema>;
 export type NodeOverview = NodeList['items'][number];
 export type Node = z.output<typeof NodeSchema>;
 export type NodeRegistration = z.input<typeof RegisterNodeBody>;
+/** The registered node, and the replicas it gave up because they no longer fit its capacity. */
+export type NodeRegistered = z.output<typeof NodeRegistrationSchema>;
 export type NodeStatus = Node['status'];
 export type Heartbeat = z.output<typeof HeartbeatSchema>;
 export type ReplicaReport = z.input<typeof ReplicaReportBody>;

@@ -1,3 +1,4 @@
+import { NODE_CAPACITY_REDUCED } from './capacity-eviction.js';
 import { addResources, subtractResources } from './resources.js';
 import { placeReplicas } from './scheduler.js';
 import { rolloutProgress } from './rollout-progress.js';
@@ -149,7 +150,7 @@ export const planDeployment = (input: PlannerInput): Plan => {
     return { ...empty, stop, markReplaced, deployment: diff(d, current) };
   }
 
-  const counted = newFailures.filter((r) => r.reason !== 'NodeLost').length;
+  const counted = newFailures.filter((r) => !isNodeFailure(r)).length;
   const restartCount = d.restartCount + counted;
   const backoffUntil = counted > 0 ? new Date(now.getTime() + backoffMs(restartCount, config)) : d.backoffUntil;
 
@@ -178,7 +179,7 @@ export const planDeployment = (input: PlannerInput): Plan => {
     target,
     current: active.filter(isCurrent),
     old,
-    newFailures: newFailures.filter((r) => r.reason !== 'NodeLost' && isCurrent(r)).length,
+    newFailures: newFailures.filter((r) => !isNodeFailure(r) && isCurrent(r)).length,
     isAvailable,
     now,
     failureThreshold: config.failureThreshold,
@@ -317,3 +318,6 @@ export const isEmptyPlan = (plan: Plan): boolean =>
   plan.history.length === 0 &&
   plan.rollbackTo === null &&
   Object.keys(plan.deployment).length === 0;
+
+/** A replica that failed because of its node (lost, or re-registered too small), not of its own doing: no crash loop counts it. */
+const isNodeFailure = (r: Replica): boolean => r.reason === 'NodeLost' || r.reason === NODE_CAPACITY_REDUCED;

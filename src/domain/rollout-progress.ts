@@ -13,7 +13,7 @@ export interface ProgressInput {
   /** Active replicas of the desired template, and of any other. */
   readonly current: readonly Replica[];
   readonly old: readonly Replica[];
-  /** Failures of desired-template replicas counted in this pass (NodeLost excluded). */
+  /** Failures of desired-template replicas counted in this pass (NodeLost and NodeCapacityReduced excluded). */
   readonly newFailures: number;
   readonly isAvailable: (r: Replica) => boolean;
   readonly now: Date;

@@ -78,7 +78,7 @@ export interface Deployment {
   /** The last revision whose rollout completed, and its templateRevision (auto-rollback's target). */
   readonly stableRevision: number | null;
   readonly stableTemplateRevision: number | null;
-  /** Consecutive replica failures (NodeLost excluded) since the deployment last reached `running`. */
+  /** Consecutive replica failures (NodeLost and NodeCapacityReduced excluded) since the deployment last reached `running`. */
   readonly restartCount: number;
   /** No replacement replica is created before this instant (CrashLoopBackOff). */
   readonly backoffUntil: Date | null;

@@ -45,7 +45,7 @@ describeBackends('API nodes and replicas', (t) => {
     it('registers idempotently by name and updates capacity and labels', async () => {
       const first = await register('node-a', undefined, { labels: { zone: 'a' } });
       expect(Object.keys(first).sort()).toEqual(
-        ['cpu_cores', 'created_at', 'gpu_units', 'labels', 'last_heartbeat_at', 'memory_mb', 'name', 'node_id', 'status', 'storage_gb', 'updated_at'].sort(),
+        ['cpu_cores', 'created_at', 'evicted_replicas', 'gpu_units', 'labels', 'last_heartbeat_at', 'memory_mb', 'name', 'node_id', 'status', 'storage_gb', 'updated_at'].sort(),
       );
       expect(first).toMatchObject({ name: 'node-a', status: 'ready', ...capacity, labels: { zone: 'a' } });
       expect(first.last_heartbeat_at).toMatch(ISO_Z);

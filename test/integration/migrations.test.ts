@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(6);
-      expect(down.map((s) => s.version)).toEqual(['0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(7);
+      expect(down.map((s) => s.version)).toEqual(['0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);

@@ -1,6 +1,6 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
-import { deleteNode, listNodeOverviews, recordHeartbeat, setNodeStatus, upsertNode } from '../../db/queries/nodes.js';
+import { deleteNode, listNodeOverviews, recordHeartbeat, registerNode, setNodeStatus } from '../../db/queries/nodes.js';
 import { reportReplicaStatus } from '../../db/queries/replicas.js';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../domain/errors.js';
 import { requireRole, type ApiEnv } from '../auth.js';
@@ -9,6 +9,7 @@ import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
 import {
   HeartbeatSchema,
   NodeListSchema,
+  NodeRegistrationSchema,
   NodeSchema,
   PatchNodeBody,
   RegisterNodeBody,
@@ -16,7 +17,7 @@ import {
   ReplicaSchema,
   idParam,
 } from '../schemas.js';
-import { assignmentJson, nodeJson, nodeOverviewJson, replicaJson } from '../views.js';
+import { assignmentJson, nodeJson, nodeOverviewJson, registrationJson, replicaJson } from '../views.js';
 
 const tags = ['nodes'];
 
@@ -28,7 +29,10 @@ const register = createRoute({
   summary: 'Register a node, or update it (idempotent by name); a node token only for its own name',
   middleware: [requireRole('admin', 'node')] as const,
   request: { body: jsonBody(RegisterNodeBody) },
-  responses: { 201: jsonContent(NodeSchema, 'The node'), ...errorResponses(400, 401, 403, 413, 415, 422) },
+  responses: {
+    201: jsonContent(NodeRegistrationSchema, 'The node, and the replicas it gave up because they no longer fit its capacity'),
+    ...errorResponses(400, 401, 403, 413, 415, 422),
+  },
 });
 
 const heartbeat = createRoute({
@@ -96,12 +100,12 @@ export function registerNodeRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context): void
       if (!principal.roles.has('admin') && principal.subject !== body.name) {
         throw new ForbiddenError('a node token may only register its own node');
       }
-      const node = await upsertNode(db, {
+      const registered = await registerNode(db, {
         name: body.name,
         capacity: { cpuCores: body.cpu_cores, memoryMb: body.memory_mb, gpuUnits: body.gpu_units, storageGb: body.storage_gb },
         labels: body.labels ?? null,
       });
-      return c.json(nodeJson(node), 201);
+      return c.json(registrationJson(registered), 201);
     },
     notFoundOnBadId('node'),
   );

@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { NODE_CAPACITY_REDUCED, pickCapacityVictims, type HeldReplica } from '../../domain/capacity-eviction.js';
 import type { NodeStatus, ReplicaStatus, Resources } from '../../domain/types.js';
 import { REPLICA_STATUSES } from '../../domain/types.js';
 import type { NodeRow, Tables } from '../tables.js';
@@ -10,11 +11,88 @@ export interface NodeRegistration {
   readonly labels: Readonly<Record<string, string>> | null;
 }
 
+/** A replica a re-registration took off its node because the node no longer has room for it. */
+export interface EvictedReplica {
+  readonly replicaId: string;
+  readonly deploymentId: string;
+  /** `failed` (an active replica, replaced elsewhere by the controller), or `stopped` (one that was stopping). */
+  readonly status: 'failed' | 'stopped';
+  readonly reason: string;
+}
+
+export interface Registered {
+  readonly node: NodeRow;
+  readonly evicted: readonly EvictedReplica[];
+}
+
 /**
  * Register or re-register a node by name, idempotently. A `not_ready` node is back (`ready`); an
  * operator's `cordoned`/`draining` is kept: re-registering must not undo a drain.
+ *
+ * A node re-registered with less than its replicas hold gives up the fewest replicas that make the
+ * rest fit (as kubelet evicts when a node runs short): they fail with NodeCapacityReduced (a stopping
+ * one is taken as stopped) and the controller replaces them elsewhere. All in one transaction under
+ * the node's row lock, which every placement on the node also takes, so no placement slips in between.
  */
-export async function upsertNode(db: Kysely<Tables>, node: NodeRegistration): Promise<NodeRow> {
+export async function registerNode(db: Kysely<Tables>, node: NodeRegistration): Promise<Registered> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await db.transaction().execute(async (tx) => {
+        const evicted = await evictBeyond(tx, node);
+        return { node: await upsertNode(tx, node), evicted };
+      });
+    } catch (err) {
+      // An agent's report on one of the node's replicas locks the replica, then the node: a deadlock
+      // with this transaction is possible and harmless; try again.
+      if ((err as { code?: unknown }).code !== '40P01' || attempt >= 3) throw err;
+    }
+  }
+}
+
+interface HeldRow {
+  id: string;
+  deployment_id: string;
+  status: ReplicaStatus;
+  created_at: Date;
+  cpu_millicores: number;
+  memory_mb: number;
+  gpu_units: number;
+  storage_gb: number;
+}
+
+async function evictBeyond(tx: Transaction<Tables>, node: NodeRegistration): Promise<EvictedReplica[]> {
+  const { rows: locked } = await sql<{ id: string }>`SELECT id FROM nodes WHERE name = ${node.name} FOR UPDATE`.execute(tx);
+  const nodeId = locked[0]?.id;
+  if (!nodeId) return [];
+  // Read after the lock: every placement on this node has committed or waits for it.
+  const { rows } = await sql<HeldRow>`
+    SELECT r.id, r.deployment_id, r.status, r.created_at, rev.cpu_millicores, rev.memory_mb, rev.gpu_units, rev.storage_gb
+    FROM deployment_replicas r
+    JOIN deployment_revisions rev ON rev.deployment_id = r.deployment_id AND rev.revision = r.revision
+    WHERE r.node_id = ${nodeId} AND r.status IN ('pending', 'starting', 'running', 'stopping')`.execute(tx);
+  const held: HeldReplica[] = rows.map((r) => ({
+    id: r.id,
+    status: r.status,
+    createdAt: r.created_at,
+    resources: { cpuCores: r.cpu_millicores / 1000, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
+  }));
+  // Capacity as the allocation triggers count it: CPU in whole millicores, rounded down.
+  const capacity = { ...node.capacity, cpuCores: Math.floor(Math.round(node.capacity.cpuCores * 1e6) / 1e3) / 1000 };
+  const victims = pickCapacityVictims(capacity, held);
+  if (victims.length === 0) return [];
+  const { rows: evicted } = await sql<{ id: string; deployment_id: string; status: 'failed' | 'stopped'; reason: string }>`
+    UPDATE deployment_replicas
+    SET status = CASE WHEN status = 'stopping' THEN 'stopped'::replicastatus ELSE 'failed'::replicastatus END,
+        reason = ${NODE_CAPACITY_REDUCED}, stopped_at = now(), updated_at = now()
+    WHERE id = ANY(${victims.map((v) => v.id)}::uuid[]) AND status IN ('pending', 'starting', 'running', 'stopping')
+    RETURNING id, deployment_id, status, reason`.execute(tx);
+  return evicted
+    .map((r) => ({ replicaId: r.id, deploymentId: r.deployment_id, status: r.status, reason: r.reason }))
+    .sort((a, b) => (a.replicaId < b.replicaId ? -1 : 1));
+}
+
+/** The node's row, inserted or updated by name (see registerNode). */
+async function upsertNode(db: Kysely<Tables> | Transaction<Tables>, node: NodeRegistration): Promise<NodeRow> {
   const labels = JSON.stringify(node.labels ?? {});
   return db
     .insertInto('nodes')
