@@ -14,7 +14,16 @@ export function addMigrateCommand(program: Command, cli: Cli): Command {
     .command('down')
     .description('roll back the last N applied migrations')
     .argument('[N]', 'how many', integerIn(1, 1_000_000), 1)
-    .action((count: number) => withMigrator(cli, async (migrator) => report(cli, 'down', await migrator.down(count))));
+    .option('--yes', 'roll back even when that drops tables holding rows')
+    .action((count: number, options: { yes?: boolean }) =>
+      withMigrator(cli, async (migrator) => {
+        if (!options.yes && !(await confirmDataLoss(cli, await migrator.tablesDroppedWithRows(count)))) {
+          cli.exitCode = 1;
+          return;
+        }
+        report(cli, 'down', await migrator.down(count));
+      }),
+    );
   migrate
     .command('status')
     .description('list migrations and when each was applied')
@@ -45,6 +54,38 @@ async function withMigrator(cli: Cli, work: (migrator: Migrator) => Promise<void
     await work(new Migrator(database));
   } finally {
     await database.close();
+  }
+}
+
+/**
+ * A roll-back that would drop tables holding rows goes ahead only when the operator says so: `--yes`,
+ * or an answer on a terminal. Never asks without one (CI=true, stdin a pipe or closed): it refuses,
+ * so a script never hangs on a question nobody can answer.
+ */
+async function confirmDataLoss(cli: Cli, tables: readonly { table: string; rows: number }[]): Promise<boolean> {
+  if (tables.length === 0) return true;
+  const list = tables.map((t) => `${t.table} (${t.rows >= 1_000_000 ? 'at least 1000000' : t.rows} row${t.rows === 1 ? '' : 's'})`).join(', ');
+  const stdinIsTTY = (cli.stdin as { isTTY?: boolean }).isTTY === true;
+  if (!stdinIsTTY || cli.env.CI === 'true') {
+    cli.err(`refusing to roll back: it would drop ${list}. Run again with --yes to drop them.\n`);
+    return false;
+  }
+  const { createInterface } = await import('node:readline/promises');
+  const { Writable } = await import('node:stream');
+  const prompt = new Writable({
+    write(chunk, _encoding, done) {
+      cli.err(String(chunk));
+      done();
+    },
+  });
+  const rl = createInterface({ input: cli.stdin, output: prompt, terminal: false });
+  try {
+    const answer = await rl.question(`Rolling back drops ${list}. Go ahead? [y/N] `);
+    if (/^y(es)?$/i.test(answer.trim())) return true;
+    cli.err('not rolled back\n');
+    return false;
+  } finally {
+    rl.close();
   }
 }
 

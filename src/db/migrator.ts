@@ -3,6 +3,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Database, Session } from './database.js';
 
+
+/** Tables whose only row is written by the migration that creates them (0005's retention mark). */
+const BOOKKEEPING_TABLES: ReadonlySet<string> = new Set(['steady_events_retention']);
 export interface Migration {
   readonly version: string;
   readonly name: string;
@@ -109,14 +112,15 @@ export class Migrator {
 
   /**
    * Tables that rolling back the last `count` migrations would drop while they hold rows, with how
-   * many (counted up to a million). Read-only: the caller decides whether to go on.
+   * many (counted up to a million). Read-only: the caller decides whether to go on. A migration's own
+   * bookkeeping (the row its `up` inserts) is no one's data and is not counted.
    */
   async tablesDroppedWithRows(count = 1): Promise<{ table: string; rows: number }[]> {
     return this.database.session(async (session) => {
       const applied = (await this.readState(session, false)).filter((m) => m.appliedAt !== null).reverse().slice(0, count);
       const tables = applied.flatMap((state) => droppedTables(this.migrations.find((m) => m.version === state.version)?.down ?? ''));
       const found: { table: string; rows: number }[] = [];
-      for (const table of [...new Set(tables)]) {
+      for (const table of [...new Set(tables)].filter((t) => !BOOKKEEPING_TABLES.has(t))) {
         const [exists] = await session.query<{ present: boolean }>('SELECT to_regclass($1) IS NOT NULL AS present', [table]);
         if (!exists?.present) continue;
         const [counted] = await session.query<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT 1 FROM ${table} LIMIT 1000000) t`);

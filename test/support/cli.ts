@@ -12,6 +12,8 @@ export interface InProcessOptions {
   readonly env?: Env;
   readonly stdin?: string;
   readonly isTTY?: boolean;
+  /** stdin is a terminal (an operator who can answer a question). */
+  readonly stdinIsTTY?: boolean;
   readonly signal?: AbortSignal;
   /** Called with stdout as it grows, e.g. to stop a `-w` once the expected line appears. */
   readonly onOutput?: (stdout: string) => void;
@@ -29,7 +31,7 @@ export async function runInProcess(argv: readonly string[], options: InProcessOp
     },
     err: (text) => void (stderr += text),
     isTTY: options.isTTY ?? false,
-    stdin: Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]),
+    stdin: Object.assign(Readable.from(options.stdin === undefined ? [] : [Buffer.from(options.stdin)]), { isTTY: options.stdinIsTTY === true }),
     signal: options.signal,
     exitCode: 0,
   };
