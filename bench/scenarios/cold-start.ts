@@ -152,8 +152,8 @@ async function rawInsertRowsPerSec(pool: pg.Pool, rows: number): Promise<number>
   const started = performance.now();
   await pool.query(
     `WITH n AS (SELECT array_agg(id) AS ids FROM nodes)
-     INSERT INTO bench_raw_replicas (deployment_id, node_id, status)
-     SELECT d.id, n.ids[1 + abs(hashtext(d.id::text || g::text)) % cardinality(n.ids)], 'pending'
+     INSERT INTO bench_raw_replicas (deployment_id, node_id, status, revision)
+     SELECT d.id, n.ids[1 + abs(hashtext(d.id::text || g::text)) % cardinality(n.ids)], 'pending', d.revision
      FROM deployments d CROSS JOIN generate_series(1, 10) g CROSS JOIN n
      LIMIT $1`,
     [rows],
