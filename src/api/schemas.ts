@@ -246,6 +246,8 @@ export const DeploymentListSchema = z
         running_replicas: z.number().int(),
         total_replicas: z.number().int(),
         created_at: timestamp,
+        revision: z.number().int().openapi({ description: 'the desired revision' }),
+        rollout: RolloutSchema,
       }),
     ),
     next_cursor: z.string().nullable(),

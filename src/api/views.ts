@@ -89,6 +89,14 @@ export function deploymentListItemJson(d: DeploymentListItem) {
     running_replicas: d.counts.running,
     total_replicas: d.counts.considered,
     created_at: iso(d.createdAt),
+    revision: d.revision,
+    rollout: {
+      state: d.rollout.state,
+      revision: d.revision,
+      updated_replicas: d.rollout.updatedReplicas,
+      available_replicas: d.rollout.availableReplicas,
+      reason: d.rollout.reason,
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import type { DeploymentListItem, SteadyEvent } from '../client/types.js';
+import type { DeploymentListItem, Rollout, SteadyEvent } from '../client/types.js';
 import { clientCommand, deploymentNamed, runClientAction, type ClientContext } from './client-command.js';
 import type { Cli } from './io.js';
 import { status, TableWriter, type Cell } from './output/table.js';
@@ -42,7 +42,7 @@ export function eventRow(event: SteadyEvent, now = new Date().toISOString()): Ce
   switch (event.type) {
     case 'deployment': {
       const d = event.data;
-      return [clock(now), `deployment/${d.name}`, status(d.status), `${d.running_replicas}/${d.target_replicas} running, ${d.health}${d.rollout_state ? `, rollout ${d.rollout_state}` : ''}`];
+      return [clock(now), `deployment/${d.name}`, status(d.status), `${d.running_replicas}/${d.target_replicas} running, ${d.health}${d.rollout ? `, rollout ${rolloutText(d.rollout)}` : ''}`];
     }
     case 'history': {
       const h = event.data;
@@ -53,10 +53,18 @@ export function eventRow(event: SteadyEvent, now = new Date().toISOString()): Ce
       const where = r.node_name ?? (r.node_id === null ? 'unscheduled' : r.node_id.slice(0, 8));
       return [clock(now), `replica/${r.name}/${r.replica_id.slice(0, 8)}`, status(r.status), `on ${where}${r.revision !== undefined ? `, revision ${r.revision}` : ''}${r.reason ? `: ${r.reason}` : ''}`];
     }
+    case 'node': {
+      const n = event.data;
+      return [clock(now), `node/${n.name}`, status(n.status), n.status === 'deleted' ? 'deleted' : `now ${n.status}`];
+    }
     default:
       return [clock(now), '-', 'reset', 'events were missed (too old to resume); run `steady get deployments` to see the current state'];
   }
 }
+
+/** `progressing to revision 3: 2 updated, 1 available`, with the reason when there is one. */
+const rolloutText = (r: Rollout): string =>
+  `${r.state} (revision ${r.revision}: ${r.updated_replicas} updated, ${r.available_replicas} available)${r.reason ? `: ${r.reason}` : ''}`;
 
 /** The local time of day, as a person reading a live stream wants it. */
 const clock = (iso: string): string => new Date(iso).toTimeString().slice(0, 8);

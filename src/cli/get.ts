@@ -89,8 +89,8 @@ function mergeDeployment(before: DeploymentRowSource | undefined, e: DeploymentE
     health: e.health,
     target_replicas: e.target_replicas,
     running_replicas: e.running_replicas,
-    ...(e.revision !== undefined ? { revision: e.revision } : {}),
-    ...(e.rollout_state !== undefined ? { rollout_state: e.rollout_state } : {}),
+    ...(e.revision != null ? { revision: e.revision } : {}),
+    ...(e.rollout != null ? { rollout: e.rollout } : {}),
   };
 }
 

@@ -107,8 +107,9 @@ export interface DeploymentEventData {
   readonly health: DeploymentStatus['health'];
   readonly target_replicas: number;
   readonly running_replicas: number;
-  readonly revision?: number;
-  readonly rollout_state?: Rollout['state'] | null;
+  /** The desired revision and the rollout as the status object shows them (null from events older than them). */
+  readonly revision?: number | null;
+  readonly rollout?: Rollout | null;
 }
 
 export interface HistoryEventData {
@@ -128,7 +129,14 @@ export interface ReplicaEventData {
   readonly node_id: string | null;
   readonly node_name?: string | null;
   readonly reason: string | null;
-  readonly revision?: number;
+  readonly revision?: number | null;
+}
+
+/** Admins only: a node registered, changed status or was deleted (`deleted`). */
+export interface NodeEventData {
+  readonly node_id: string;
+  readonly name: string;
+  readonly status: NodeStatus | 'deleted';
 }
 
 /** One event of `GET /api/events`; `reset` means events were lost (too old to resume): list again. */
@@ -136,4 +144,5 @@ export type SteadyEvent =
   | { readonly type: 'deployment'; readonly id: string | null; readonly data: DeploymentEventData }
   | { readonly type: 'history'; readonly id: string | null; readonly data: HistoryEventData }
   | { readonly type: 'replica'; readonly id: string | null; readonly data: ReplicaEventData }
+  | { readonly type: 'node'; readonly id: string | null; readonly data: NodeEventData }
   | { readonly type: 'reset'; readonly id: string | null; readonly data: unknown };

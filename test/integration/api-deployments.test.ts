@@ -301,8 +301,13 @@ describeBackends('API deployments', (t, backend) => {
         expect(res.status).toBe(200);
         const body = (await res.json()) as { items: Record<string, unknown>[]; next_cursor: string | null };
         for (const item of body.items) {
-          expect(Object.keys(item).sort()).toEqual(['container_image', 'created_at', 'deployment_id', 'health', 'name', 'running_replicas', 'status', 'target_replicas', 'total_replicas']);
+          expect(Object.keys(item).sort()).toEqual([
+            'container_image', 'created_at', 'deployment_id', 'health', 'name', 'revision', 'rollout', 'running_replicas', 'status', 'target_replicas', 'total_replicas',
+          ]);
           expect(item.created_at).toMatch(ISO_Z);
+          // The rollout as the status object shows it.
+          const one = (await (await api.call('GET', `/api/deployment/status/${item.deployment_id as string}`, { token: carol })).json()) as Record<string, unknown>;
+          expect([item.revision, item.rollout]).toEqual([one.revision, one.rollout]);
           expect(item.container_image).toBe('nginx:1.27');
           seen.push(item.deployment_id as string);
         }

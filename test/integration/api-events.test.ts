@@ -6,7 +6,7 @@ import { EventHub } from '../../src/api/events/event-hub.js';
 import { deleteExpiredEvents } from '../../src/db/queries/events.js';
 import { describeBackends } from '../support/databases.js';
 import { SseReader } from '../support/sse.js';
-import { bearer, createTestApp, nodeToken, userToken, type TestApp } from '../support/tokens.js';
+import { adminToken, bearer, createTestApp, nodeToken, userToken, type TestApp } from '../support/tokens.js';
 
 const UNKNOWN_ID = '3f1c2a9e-8b7d-4c6e-9a5f-0123456789ab';
 const resources = { cpu_cores: 1, memory_mb: 512, storage_gb: 1 };
@@ -70,6 +70,8 @@ describeBackends('GET /api/events', (t) => {
       health: 'unhealthy',
       target_replicas: 1,
       running_replicas: 0,
+      revision: 1,
+      rollout: { state: 'progressing', revision: 1, updated_replicas: 0, available_replicas: 0, reason: null },
     });
     expect(a.data('history')[0]).toMatchObject({ deployment_id: id, name: 'web', old_status: expect.any(String), new_status: 'pending' });
     expect(a.data('history')[0]!.changed_at).toMatch(/Z$/);
@@ -94,29 +96,96 @@ describeBackends('GET /api/events', (t) => {
       ])
       .returning('id')
       .execute();
-    await db().updateTable('deployment_replicas').set({ status: 'running' }).where('id', '=', r1!.id).execute();
+    await db().updateTable('deployment_replicas').set({ status: 'running', started_at: sql`now()` }).where('id', '=', r1!.id).execute();
     await db().updateTable('deployment_replicas').set({ status: 'failed', reason: 'Error: exit code 1' }).where('id', '=', r2!.id).execute();
-    await a.until((r) => r.data('replica').length >= 4 && r.data('deployment').length >= 3, 'replica and deployment events');
+    await a.until((r) => r.data('replica').length >= 4 && r.data('deployment').length >= 4, 'replica and deployment events');
+    const replica = { deployment_id: id, name: 'counted', node_id: nodeId, node_name: `ev-node-${t().backend}`, revision: 1 };
     expect(a.data('replica')).toEqual([
-      { replica_id: r1!.id, deployment_id: id, name: 'counted', status: 'pending', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: null },
-      { replica_id: r2!.id, deployment_id: id, name: 'counted', status: 'pending', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: null },
-      { replica_id: r1!.id, deployment_id: id, name: 'counted', status: 'running', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: null },
-      { replica_id: r2!.id, deployment_id: id, name: 'counted', status: 'failed', node_id: nodeId, node_name: `ev-node-${t().backend}`, reason: 'Error: exit code 1' },
+      { ...replica, replica_id: r1!.id, status: 'pending', reason: null },
+      { ...replica, replica_id: r2!.id, status: 'pending', reason: null },
+      { ...replica, replica_id: r1!.id, status: 'running', reason: null },
+      { ...replica, replica_id: r2!.id, status: 'failed', reason: 'Error: exit code 1' },
     ]);
-    expect(a.data('deployment').map((d) => [d.running_replicas, d.health])).toEqual([
-      [0, 'unhealthy'],
-      [1, 'degraded'],
-      [1, 'degraded'],
+    // Created; two replicas of the desired template appear (updated); one runs (available); one fails.
+    type Ev = { running_replicas: number; health: string; rollout: { updated_replicas: number; available_replicas: number } };
+    const counts = (list: Ev[]) => list.map((d) => [d.running_replicas, d.health, d.rollout.updated_replicas, d.rollout.available_replicas]);
+    expect(counts(a.data<Ev>('deployment'))).toEqual([
+      [0, 'unhealthy', 0, 0],
+      [0, 'unhealthy', 2, 0],
+      [1, 'degraded', 2, 1],
+      [1, 'degraded', 1, 1],
     ]);
     // A change nobody watches (the replaced flag) that changes no count sends nothing; one that does, does.
     await db().updateTable('deployment_replicas').set({ replaced: true }).where('id', '=', r2!.id).execute();
     await scale(alice, id, 1);
-    await a.until((r) => r.data('deployment').length >= 5, 'the replaced and scale events');
-    expect(a.data('deployment').slice(3).map((d) => [d.target_replicas, d.running_replicas, d.health])).toEqual([
+    await a.until((r) => r.data('deployment').length >= 6, 'the replaced and scale events');
+    expect(a.data('deployment').slice(4).map((d) => [d.target_replicas, d.running_replicas, d.health])).toEqual([
       [2, 1, 'degraded'],
       [1, 1, 'healthy'],
     ]);
     await a.close();
+  });
+
+  it('carries the revision and the rollout: a new image, pause, resume and replicas of the new template each say so', async () => {
+    const id = await deploy(alice, 'rolled', 1);
+    const a = await stream(alice, `?deployment_id=${id}&since=0`);
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await api.call(method, path, { token: alice, ...(body === undefined ? {} : { body }) });
+      expect(res.status, await res.clone().text()).toBe(200);
+    };
+    await call('PATCH', `/api/deployment/${id}`, { container_image: 'nginx:1.28' });
+    await call('POST', `/api/deployment/${id}/pause`);
+    await call('POST', `/api/deployment/${id}/resume`);
+    const [replica] = await db().insertInto('deployment_replicas').values({ deployment_id: id, node_id: null, status: 'pending', revision: 2 }).returning('id').execute();
+    await db().updateTable('deployment_replicas').set({ status: 'running', started_at: new Date(Date.now() - 1000) }).where('id', '=', replica!.id).execute();
+    type Ev = { revision: number; rollout: { state: string; revision: number; updated_replicas: number; available_replicas: number; reason: string | null } };
+    await a.until((r) => r.data<Ev>('deployment').some((d) => d.rollout.available_replicas === 1), 'the new replica available');
+    const seen = a.data<Ev>('deployment').map((d) => [d.revision, d.rollout.state, d.rollout.revision, d.rollout.updated_replicas, d.rollout.available_replicas]);
+    expect(seen).toEqual([
+      [1, 'progressing', 1, 0, 0],
+      [2, 'progressing', 2, 0, 0],
+      [2, 'paused', 2, 0, 0],
+      [2, 'progressing', 2, 0, 0],
+      [2, 'progressing', 2, 1, 0],
+      [2, 'progressing', 2, 1, 1],
+    ]);
+    expect(a.data('replica').map((r) => [r.status, r.revision])).toEqual([
+      ['pending', 2],
+      ['running', 2],
+    ]);
+    // The rollout's own state and reason, as the controller writes them.
+    await db().updateTable('deployments').set({ rollout_state: 'failed', rollout_reason: 'ProgressDeadlineExceeded' }).where('id', '=', id).execute();
+    await a.until((r) => r.data<Ev>('deployment').some((d) => d.rollout.state === 'failed'), 'the failed rollout');
+    expect(a.data<Ev>('deployment').at(-1)!.rollout).toEqual({ state: 'failed', revision: 2, updated_replicas: 1, available_replicas: 1, reason: 'ProgressDeadlineExceeded' });
+    await a.close();
+  });
+
+  it('sends node events to admins only: registered, status changes and deletion, not heartbeats', async () => {
+    const admin = await stream(await adminToken('events-admin'));
+    const user = await stream(alice);
+    await Promise.all([admin, user].map((r) => r.until((x) => x.lastEventId !== null, 'the opening block')));
+    const name = `ev-watched-${t().backend}`;
+    const nodeId = (await db().insertInto('nodes').values({ name, cpu_cores: 2, memory_mb: 2048, storage_gb: 10 }).returning('id').executeTakeFirstOrThrow()).id;
+    await db().updateTable('nodes').set({ last_heartbeat_at: new Date() }).where('id', '=', nodeId).execute();
+    await db().updateTable('nodes').set({ status: 'cordoned' }).where('id', '=', nodeId).execute();
+    await db().deleteFrom('nodes').where('id', '=', nodeId).execute();
+    // A deployment event after them: once the user sees it, the node events (older) would have come too.
+    const after = await deploy(alice, 'after-nodes');
+    await admin.until((r) => r.data('node').some((n) => n.status === 'deleted'), 'the node events');
+    expect(admin.data('node').filter((n) => n.node_id === nodeId)).toEqual([
+      { node_id: nodeId, name, status: 'ready' },
+      { node_id: nodeId, name, status: 'cordoned' },
+      { node_id: nodeId, name, status: 'deleted' },
+    ]);
+    await user.until((r) => r.data('deployment').some((d) => d.deployment_id === after), "the user's own event");
+    expect(user.events.filter((e) => e.event === 'node')).toEqual([]);
+    // Nor in a replay, nor on a stream of one deployment.
+    const replay = await stream(alice, '?since=0');
+    const one = await stream(await adminToken('events-admin-2'), `?since=0`);
+    await one.until((r) => r.data('node').length >= 3, "the admin's replay");
+    await replay.until((r) => r.data('deployment').some((d) => d.deployment_id === after), "the user's replay");
+    expect(replay.events.filter((e) => e.event === 'node')).toEqual([]);
+    await Promise.all([admin, user, replay, one].map((r) => r.close()));
   });
 
   it('resumes after Last-Event-ID or ?since= with every later event once, in order', async () => {
@@ -124,7 +193,11 @@ describeBackends('GET /api/events', (t) => {
     await a.until((r) => r.lastEventId !== null, 'the opening block');
     const id = await deploy(alice, 'resume');
     for (const target of [2, 3, 4]) await scale(alice, id, target);
-    await a.until((r) => r.data('deployment').filter((d) => d.target_replicas === 4).length >= 1, 'the last scale');
+    // Both rows of the last scale: a horizon may fall between two events of one transaction.
+    await a.until(
+      (r) => r.data('deployment').some((d) => d.target_replicas === 4) && r.data('history').some((h) => h.new_status === 'replicas:4'),
+      'the last scale',
+    );
     await a.close();
     const all = a.events;
     expect(all.length).toBeGreaterThanOrEqual(8);

@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(7);
-      expect(down.map((s) => s.version)).toEqual(['0008', '0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(8);
+      expect(down.map((s) => s.version)).toEqual(['0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -243,6 +243,47 @@ describeBackends(
       expected[nodes[0]!.id] = [6 * 100, 6 * 512, 0, 6];
       expected[nodes[1]!.id] = [100 + 2 * 1250, 512 + 2 * 1024, 2, 1 + 4];
       await expectExact('down past 0003 and up again');
+    });
+
+    it('0009 goes down with node events and rollout columns in the log, and up again', async () => {
+      const db = t().database.db;
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('events-down-user') RETURNING id`.execute(db);
+      const { rows: [node] } = await sql<{ id: string }>`INSERT INTO nodes (name, cpu_cores, memory_mb, storage_gb) VALUES ('ev-down', 4, 4096, 10) RETURNING id`.execute(db);
+      await sql`UPDATE nodes SET status = 'cordoned' WHERE id = ${node!.id}`.execute(db);
+      const { rows: [d] } = await sql<{ id: string }>`
+        INSERT INTO deployments (name, user_id, container_image, target_replicas) VALUES ('ev-down', ${user!.id}, 'web:1', 1) RETURNING id`.execute(db);
+      const kinds = async () =>
+        (await sql<{ kind: string; n: number }>`SELECT kind::text, count(*)::int AS n FROM steady_events GROUP BY kind ORDER BY kind`.execute(db)).rows;
+      expect(await kinds()).toEqual([
+        { kind: 'deployment', n: 1 },
+        { kind: 'node', n: 2 },
+      ]);
+      const { rows: [withRollout] } = await sql<{ rollout_state: string; revision: number }>`
+        SELECT rollout_state, revision FROM steady_events WHERE deployment_id = ${d!.id}`.execute(db);
+      expect(withRollout).toEqual({ rollout_state: 'progressing', revision: 1 });
+
+      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0009']);
+      expect(await kinds()).toEqual([{ kind: 'deployment', n: 1 }]);
+      const { rows: labels } = await sql<{ label: string }>`
+        SELECT e.enumlabel AS label FROM pg_enum e JOIN pg_type ty ON ty.oid = e.enumtypid WHERE ty.typname = 'steady_event_kind' ORDER BY e.enumsortorder`.execute(db);
+      expect(labels.map((l) => l.label)).toEqual(['deployment', 'history', 'replica']);
+      // 0005's triggers work again, and node changes write nothing.
+      await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
+      await sql`UPDATE deployments SET target_replicas = 2 WHERE id = ${d!.id}`.execute(db);
+      expect(await kinds()).toEqual([{ kind: 'deployment', n: 2 }]);
+
+      await migrator.up();
+      await sql`UPDATE nodes SET status = 'draining' WHERE id = ${node!.id}`.execute(db);
+      await sql`UPDATE deployments SET paused = true WHERE id = ${d!.id}`.execute(db);
+      expect(await kinds()).toEqual([
+        { kind: 'deployment', n: 3 },
+        { kind: 'node', n: 1 },
+      ]);
+      const { rows: [paused] } = await sql<{ rollout_state: string }>`
+        SELECT rollout_state FROM steady_events WHERE deployment_id = ${d!.id} ORDER BY id DESC LIMIT 1`.execute(db);
+      expect(paused!.rollout_state).toBe('paused');
     });
   },
   { migrated: false },

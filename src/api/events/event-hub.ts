@@ -28,8 +28,8 @@ export interface EventHubOptions {
 export interface StreamRequest {
   /** Who is calling (JWT subject): the unit of the stream cap. */
   readonly caller: string;
-  /** Only events of this user's deployments (and of one of them, with `deploymentId`). */
-  readonly filter: Required<Pick<EventFilter, 'userId'>> & Pick<EventFilter, 'deploymentId'>;
+  /** Only events of this user's deployments (and of one of them, with `deploymentId`); node events with `nodes` (admins). */
+  readonly filter: Required<Pick<EventFilter, 'userId'>> & Pick<EventFilter, 'deploymentId' | 'nodes'>;
   /** Resume after this id (Last-Event-ID or ?since=); null: live from now. */
   readonly since: bigint | null;
   /** Cuts the client's connection (see SseStreamOptions.abort). */
@@ -85,8 +85,9 @@ export class EventHub {
       throw new UnavailableError('shutting down');
     }
 
-    const { userId, deploymentId } = request.filter;
-    const wanted = (e: EventRecord): boolean => e.userId === userId && (deploymentId === undefined || e.deploymentId === deploymentId);
+    const { userId, deploymentId, nodes } = request.filter;
+    const wanted = (e: EventRecord): boolean =>
+      e.kind === 'node' ? nodes === true && deploymentId === undefined : e.userId === userId && (deploymentId === undefined || e.deploymentId === deploymentId);
     const position = this.tail.position;
     let last = request.since ?? position;
     // Live events that arrive while the replay runs; bounded like any backlog (a stream that

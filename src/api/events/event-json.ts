@@ -17,6 +17,18 @@ export function eventJson(e: EventRecord): Record<string, unknown> {
         health: healthOf({ considered: running + failed, running, failed }, target),
         target_replicas: target,
         running_replicas: running,
+        // Null for events written before the log knew of revisions (migration 0009).
+        revision: e.revision,
+        rollout:
+          e.rolloutState === null
+            ? null
+            : {
+                state: e.rolloutState,
+                revision: e.revision,
+                updated_replicas: e.updatedReplicas ?? 0,
+                available_replicas: e.availableReplicas ?? 0,
+                reason: e.reason,
+              },
       };
     }
     case 'history':
@@ -37,6 +49,9 @@ export function eventJson(e: EventRecord): Record<string, unknown> {
         node_id: e.nodeId,
         node_name: e.nodeName,
         reason: e.reason,
+        revision: e.revision,
       };
+    case 'node':
+      return { node_id: e.nodeId, name: e.nodeName, status: e.status };
   }
 }

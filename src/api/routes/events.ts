@@ -33,10 +33,13 @@ const DESCRIPTION = `Server-Sent Events of the caller's deployments (\`text/even
 
 Each event is \`id: N\`, \`event: TYPE\`, \`data: JSON\` on one line, then a blank line. Ids are decimal integers that only
 grow (up to 2^63; compare them as integers, or keep them as text and send them back). Types:
-- \`deployment\` \`{deployment_id, name, status, health, target_replicas, running_replicas}\`, when any of them changes;
+- \`deployment\` \`{deployment_id, name, status, health, target_replicas, running_replicas, revision, rollout}\`, when any of
+  them changes (\`rollout\` as in the status object: \`{state, revision, updated_replicas, available_replicas, reason}\`);
 - \`history\` \`{deployment_id, name, old_status, new_status, reason, changed_at}\`, each new status-history row;
-- \`replica\` \`{replica_id, deployment_id, name, status, node_id, node_name, reason}\`, when a replica appears or its
-  status, node or reason changes;
+- \`replica\` \`{replica_id, deployment_id, name, status, node_id, node_name, reason, revision}\`, when a replica appears
+  or its status, node, reason or revision changes;
+- \`node\` \`{node_id, name, status}\` (admins only, not with \`deployment_id\`), when a node registers, changes status or is
+  deleted (status \`deleted\`);
 - \`reset\` \`{reason}\`: events after the id asked for are no longer retained: list again, then go on reading.
 
 The stream opens with \`retry: MS\` and, when not resuming, \`id: N\` alone (no event is dispatched for it; it sets the
@@ -77,7 +80,10 @@ export function registerEventRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, user
     const outgoing = (c.env as { outgoing?: { destroy(): void } } | undefined)?.outgoing;
     const body = await hub.open({
       caller: principal.subject,
-      filter: { userId, ...(deploymentId === undefined ? {} : { deploymentId: deploymentId.toLowerCase() }) },
+      filter: {
+        userId,
+        ...(deploymentId === undefined ? { nodes: principal.roles.has('admin') } : { deploymentId: deploymentId.toLowerCase() }),
+      },
       since: since === undefined ? null : BigInt(since),
       ...(outgoing ? { abort: () => outgoing.destroy() } : {}),
     });

@@ -1,16 +1,28 @@
-import type { DeploymentListItem, NodeOverview } from '../../client/types.js';
+import type { DeploymentListItem, NodeOverview, Rollout } from '../../client/types.js';
 import { age, status, type Cell } from './table.js';
 
 /** A deployment in a list, as much as the list item (or a `deployment` event merged into it) says. */
 export type DeploymentRowSource = Pick<DeploymentListItem, 'deployment_id' | 'name' | 'status' | 'health' | 'target_replicas' | 'running_replicas'> &
-  Partial<Pick<DeploymentListItem, 'container_image' | 'total_replicas' | 'created_at'>> & { readonly revision?: number; readonly rollout_state?: string | null };
+  Partial<Pick<DeploymentListItem, 'container_image' | 'total_replicas' | 'created_at'>> & {
+    readonly revision?: number | null;
+    readonly rollout?: Rollout | null;
+  };
 
-export const DEPLOYMENT_HEADERS = ['NAME', 'STATUS', 'HEALTH', 'READY', 'AGE'];
+/** kubectl's columns (READY is running of target; UP-TO-DATE and AVAILABLE are the rollout's), then steady's. */
+export const DEPLOYMENT_HEADERS = ['NAME', 'STATUS', 'HEALTH', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE'];
 export const DEPLOYMENT_WIDE_HEADERS = [...DEPLOYMENT_HEADERS, 'IMAGE', 'REVISION', 'ROLLOUT', 'ID'];
 
 export function deploymentRow(d: DeploymentRowSource, wide: boolean, now = Date.now()): Cell[] {
-  const row: Cell[] = [d.name, status(d.status), status(d.health), `${d.running_replicas}/${d.target_replicas}`, d.created_at ? age(d.created_at, now) : ''];
-  if (wide) row.push(d.container_image ?? '', d.revision === undefined ? '' : String(d.revision), d.rollout_state ? status(d.rollout_state) : '', d.deployment_id);
+  const row: Cell[] = [
+    d.name,
+    status(d.status),
+    status(d.health),
+    `${d.running_replicas}/${d.target_replicas}`,
+    d.rollout ? String(d.rollout.updated_replicas) : '',
+    d.rollout ? String(d.rollout.available_replicas) : '',
+    d.created_at ? age(d.created_at, now) : '',
+  ];
+  if (wide) row.push(d.container_image ?? '', d.revision == null ? '' : String(d.revision), d.rollout ? status(d.rollout.state) : '', d.deployment_id);
   return row;
 }
 

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { DEFAULT_STRATEGY, mergeStrategy, type StrategyJson } from '../../domain/strategy.js';
 import type { DeploymentStatus, ReplicaStatus, Resources, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
-import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
+import { replicaCountsLateral, rolloutCountsLateral, type ReplicaCounts } from './replica-counts.js';
 import type { Template } from './revisions.js';
 
 export interface HistoryEntry {
@@ -128,14 +128,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
     LEFT JOIN deployment_resources res ON res.deployment_id = d.id
     LEFT JOIN deployment_revisions cur ON cur.deployment_id = d.id AND cur.revision = d.revision
     ${replicaCountsLateral()}
-    LEFT JOIN LATERAL (
-      SELECT count(*)::int AS updated,
-             count(*) FILTER (WHERE r.status = 'running'
-               AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
-      FROM deployment_replicas r
-      JOIN deployment_revisions rv ON rv.deployment_id = r.deployment_id AND rv.revision = r.revision
-      WHERE r.deployment_id = d.id AND r.status IN ('pending', 'starting', 'running') AND rv.template_revision = cur.template_revision
-    ) ro ON true
+    ${rolloutCountsLateral()}
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'old_status', x.old_status,

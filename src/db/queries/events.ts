@@ -20,16 +20,17 @@ type Db = Kysely<Tables>;
  * Writers pay nothing for this: no lock, no second write.
  */
 
-export type EventKind = 'deployment' | 'history' | 'replica';
+export type EventKind = 'deployment' | 'history' | 'replica' | 'node';
 
 /** One row of the log, with what it is shown with (owner, names, the history row). */
 export interface EventRecord {
   readonly id: bigint;
   readonly kind: EventKind;
-  readonly deploymentId: string;
-  /** The deployment's owner: who may see the event. */
-  readonly userId: string;
-  readonly deploymentName: string;
+  /** Null for node events. */
+  readonly deploymentId: string | null;
+  /** The deployment's owner: who may see the event (node events: admins only). */
+  readonly userId: string | null;
+  readonly deploymentName: string | null;
   readonly replicaId: string | null;
   readonly status: string | null;
   readonly nodeId: string | null;
@@ -38,6 +39,12 @@ export interface EventRecord {
   readonly targetReplicas: number | null;
   readonly runningReplicas: number | null;
   readonly failedReplicas: number | null;
+  /** Deployment events: the desired revision; replica events: the replica's. */
+  readonly revision: number | null;
+  /** Deployment events: the rollout as the status object shows it (its reason is `reason`). */
+  readonly rolloutState: string | null;
+  readonly updatedReplicas: number | null;
+  readonly availableReplicas: number | null;
   readonly history: { readonly oldStatus: string; readonly newStatus: string; readonly reason: string | null; readonly changedAt: Date } | null;
 }
 
@@ -80,6 +87,8 @@ export async function horizonState(db: Db, horizon: Horizon): Promise<HorizonSta
 export interface EventFilter {
   readonly userId?: string;
   readonly deploymentId?: string;
+  /** With `userId`: node events too (admins). */
+  readonly nodes?: boolean;
 }
 
 export interface EventPage {
@@ -99,14 +108,17 @@ export async function readEvents(db: Db, after: bigint, upTo: bigint, filter: Ev
     FROM steady_events_retention r
     LEFT JOIN LATERAL (
       SELECT e.id::text AS id, e.kind::text AS kind, e.deployment_id, d.user_id, d.name AS deployment_name, e.subject_id,
-             e.status, e.node_id, n.name AS node_name, e.reason, e.target_replicas, e.running_replicas, e.failed_replicas,
+             e.status, e.node_id, coalesce(n.name, e.subject_name) AS node_name, e.reason, e.target_replicas, e.running_replicas,
+             e.failed_replicas, e.revision, e.rollout_state, e.updated_replicas, e.available_replicas,
              h.old_status, h.new_status, h.reason AS history_reason, h.changed_at
       FROM steady_events e
-      JOIN deployments d ON d.id = e.deployment_id
+      LEFT JOIN deployments d ON d.id = e.deployment_id
       LEFT JOIN nodes n ON n.id = e.node_id
       LEFT JOIN deployment_status_history h ON e.kind = 'history' AND h.id = e.subject_id
       WHERE e.id > ${after.toString()}::bigint AND e.id <= ${upTo.toString()}::bigint
-        ${filter.userId === undefined ? sql`` : sql`AND d.user_id = ${filter.userId}`}
+        -- Events of deployments deleted for good are gone with them.
+        AND (d.id IS NOT NULL OR e.deployment_id IS NULL)
+        ${filter.userId === undefined ? sql`` : filter.nodes ? sql`AND (d.user_id = ${filter.userId} OR e.deployment_id IS NULL)` : sql`AND d.user_id = ${filter.userId}`}
         ${filter.deploymentId === undefined ? sql`` : sql`AND e.deployment_id = ${filter.deploymentId}`}
       ORDER BY e.id
       LIMIT ${limit}
@@ -119,9 +131,9 @@ export async function readEvents(db: Db, after: bigint, upTo: bigint, filter: Ev
 interface EventRow {
   id: string | null;
   kind: EventKind;
-  deployment_id: string;
-  user_id: string;
-  deployment_name: string;
+  deployment_id: string | null;
+  user_id: string | null;
+  deployment_name: string | null;
   subject_id: string | null;
   status: string | null;
   node_id: string | null;
@@ -130,6 +142,10 @@ interface EventRow {
   target_replicas: number | null;
   running_replicas: number | null;
   failed_replicas: number | null;
+  revision: number | null;
+  rollout_state: string | null;
+  updated_replicas: number | null;
+  available_replicas: number | null;
   old_status: string | null;
   new_status: string | null;
   history_reason: string | null;
@@ -152,6 +168,10 @@ function toRecord(r: EventRow): EventRecord {
     targetReplicas: r.target_replicas,
     runningReplicas: r.running_replicas,
     failedReplicas: r.failed_replicas,
+    revision: r.revision,
+    rolloutState: r.rollout_state,
+    updatedReplicas: r.updated_replicas,
+    availableReplicas: r.available_replicas,
     history:
       r.kind === 'history' && r.old_status !== null && r.new_status !== null && r.changed_at !== null
         ? { oldStatus: r.old_status, newStatus: r.new_status, reason: r.history_reason, changedAt: new Date(r.changed_at) }

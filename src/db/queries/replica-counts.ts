@@ -29,3 +29,21 @@ export function replicaCountsLateral(): RawBuilder<unknown> {
     WHERE r.deployment_id = d.id
   ) c ON true`;
 }
+
+/**
+ * A LATERAL subquery over one deployment's replicas (`d` is the deployments alias), yielding the
+ * rollout's counts as the status object shows them: `updated`, the active replicas running the
+ * desired template (of whatever revision carries it), and `available`, those of them running for at
+ * least the strategy's min_ready_seconds.
+ */
+export function rolloutCountsLateral(): RawBuilder<unknown> {
+  return sql`LEFT JOIN LATERAL (
+    SELECT count(*)::int AS updated,
+           count(*) FILTER (WHERE r.status = 'running'
+             AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
+    FROM deployment_replicas r
+    JOIN deployment_revisions rv ON rv.deployment_id = r.deployment_id AND rv.revision = r.revision
+    WHERE r.deployment_id = d.id AND r.status IN ('pending', 'starting', 'running')
+      AND rv.template_revision = (SELECT cur.template_revision FROM deployment_revisions cur WHERE cur.deployment_id = d.id AND cur.revision = d.revision)
+  ) ro ON true`;
+}
