@@ -73,8 +73,14 @@ async function getDeployments(ctx: ClientContext, options: GetOptions): Promise<
   for await (const event of ctx.client.events({ signal: ctx.cli.signal })) {
     if (event.type === 'reset') await list();
     if (event.type !== 'deployment') continue;
-    // The event says what changed; what it does not carry (image, age) comes from the list.
-    const merged = mergeDeployment(known.get(event.data.deployment_id), event.data);
+    // The event says what changed; what it does not carry (image, age) comes from the list, and the
+    // image is read again when the revision moved (a new template).
+    let before = known.get(event.data.deployment_id);
+    if (before !== undefined && event.data.revision != null && before.revision != null && event.data.revision !== before.revision) {
+      const now = await ctx.client.findDeployment(event.data.deployment_id);
+      if (now !== null) before = { ...before, container_image: now.container_image };
+    }
+    const merged = mergeDeployment(before, event.data);
     known.set(merged.deployment_id, merged);
     printer.one(merged);
   }
@@ -95,8 +101,9 @@ function mergeDeployment(before: DeploymentRowSource | undefined, e: DeploymentE
 }
 
 /**
- * Nodes have no events of their own: while watching, the list is read again when a replica event
- * says something moved, and every 2 s (a cordon or a heartbeat); only changed rows are printed.
+ * While watching, the list is read again when a node event (registered, status changed, deleted) or
+ * a replica event (allocation moved) comes, and every 30 s as a fallback; only changed rows are
+ * printed (a heartbeat alone is not a change).
  */
 async function getNodes(ctx: ClientContext, options: GetOptions): Promise<void> {
   const printer = new Printer<NodeOverview>(ctx, options.output, { narrow: NODE_HEADERS, wide: NODE_WIDE_HEADERS }, nodeRow);
@@ -110,14 +117,16 @@ async function getNodes(ctx: ClientContext, options: GetOptions): Promise<void> 
   ctx.cli.signal?.addEventListener('abort', () => stop.abort(), { once: true });
   const follow = (async () => {
     try {
-      for await (const event of ctx.client.events({ signal: stop.signal })) if (event.type === 'replica' || event.type === 'reset') waiter.wake();
+      for await (const event of ctx.client.events({ signal: stop.signal })) {
+        if (event.type === 'node' || event.type === 'replica' || event.type === 'reset') waiter.wake();
+      }
     } catch {
       // Without the stream (a node may not read events) the poll goes on alone.
     }
   })();
   try {
     while (!stop.signal.aborted) {
-      await Promise.race([sleep(2_000, stop.signal), new Promise<void>((resolve) => (waiter.wake = resolve))]);
+      await Promise.race([sleep(30_000, stop.signal), new Promise<void>((resolve) => (waiter.wake = resolve))]);
       if (stop.signal.aborted) break;
       for (const node of await ctx.client.nodes()) {
         const now = signature(node);

@@ -66,6 +66,8 @@ export function addRolloutCommand(program: Command, cli: Cli): Command {
 
 type Progress = { readonly done: true; readonly failed: boolean; readonly line: string } | { readonly done: false; readonly line: string };
 
+const ACTIVE = new Set(['pending', 'starting', 'running']);
+
 /** Where a rollout stands, in kubectl's words. */
 export function rolloutProgress(d: DeploymentState): Progress {
   const name = `deployment "${d.name}"`;
@@ -77,27 +79,51 @@ export function rolloutProgress(d: DeploymentState): Progress {
     const running = d.replicas.filter((r) => r.status === 'running').length;
     return d.status === 'running' ? { done: true, failed: false, line: `${name} successfully rolled out` } : { done: false, line: `Waiting for ${name}: ${running} of ${d.target_replicas} replicas running...` };
   }
+  const waiting = `Waiting for ${name} rollout to finish`;
   switch (rollout.state) {
     case 'complete':
       return { done: true, failed: false, line: `${name} successfully rolled out (revision ${rollout.revision})` };
     case 'failed':
-      return { done: true, failed: true, line: `${name} rollout failed: ${rollout.reason ?? d.reason ?? 'no reason given'}` };
+      return { done: true, failed: true, line: `${name} rollout to revision ${rollout.revision} failed: ${rollout.reason ?? d.reason ?? 'no reason given'}` };
     case 'paused':
       return { done: false, line: `Waiting for ${name}: the rollout to revision ${rollout.revision} is paused (steady rollout resume ${d.name})` };
-    default:
+    default: {
+      const blocked = rollout.reason ? ` (${rollout.reason})` : '';
       if (rollout.updated_replicas < d.target_replicas) {
-        return { done: false, line: `Waiting for ${name} rollout to finish: ${rollout.updated_replicas} of ${d.target_replicas} updated replicas are available...` };
+        return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
       }
-      return { done: false, line: `Waiting for ${name} rollout to finish: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...` };
+      const old = d.replicas.filter((r) => ACTIVE.has(r.status)).length - rollout.updated_replicas;
+      if (old > 0) return { done: false, line: `${waiting}: ${old} old replicas are pending termination...${blocked}` };
+      return { done: false, line: `${waiting}: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...${blocked}` };
+    }
   }
+}
+
+const changeKey = (c: DeploymentState['recent_status_changes'][number]): string => `${c.changed_at} ${c.old_status} ${c.new_status}`;
+
+/**
+ * A rollout that failed since `seen` was read (a history row new to it). With auto-rollback the
+ * controller rolls back in the same step, so the rollout's state is `progressing` again (towards the
+ * old template) by the time anyone looks: the history says what happened.
+ */
+export function failureSince(seen: ReadonlySet<string>, d: DeploymentState): string | null {
+  const changes = [...d.recent_status_changes].reverse().filter((c) => !seen.has(changeKey(c)));
+  const failed = changes.find((c) => c.new_status === 'rollout:failed');
+  if (!failed) return null;
+  const rolledBack = changes.find((c) => c.old_status.startsWith('revision:') && c.reason?.startsWith('Rolled back'));
+  const what = failed.reason?.replace(/^Rollout failed: /, '') ?? 'no reason given';
+  return `deployment "${d.name}" rollout failed: ${what}${rolledBack ? `; ${rolledBack.reason!.replace(/^Rolled/, 'rolled')} as revision ${rolledBack.new_status.replace('revision:', '')}` : ''}`;
 }
 
 /**
  * Follows the deployment until its rollout completes (0) or fails (1), or the timeout passes (1):
- * woken by its events, with a poll every 2 s as the fallback, printing each new progress line.
+ * woken by its events, with a poll every 2 s as the fallback, printing each new progress line. A
+ * failure that the controller answered with an automatic rollback is a failure too (exit code 1),
+ * as the user's change did not roll out.
  */
 async function waitForRollout(ctx: ClientContext, nameOrId: string, timeoutMs: number): Promise<number> {
   const first = await deploymentNamed(ctx, nameOrId);
+  const seen = new Set(first.recent_status_changes.map(changeKey));
   const stop = new AbortController();
   const abortAll = (): void => stop.abort();
   ctx.cli.signal?.addEventListener('abort', abortAll, { once: true });
@@ -114,6 +140,11 @@ async function waitForRollout(ctx: ClientContext, nameOrId: string, timeoutMs: n
     let last = '';
     let current = first;
     for (;;) {
+      const failure = failureSince(seen, current);
+      if (failure !== null) {
+        ctx.cli.out(`${failure}\n`);
+        return 1;
+      }
       const progress = rolloutProgress(current);
       if (progress.line !== last) ctx.cli.out(`${progress.line}\n`);
       last = progress.line;

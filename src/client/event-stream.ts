@@ -22,7 +22,7 @@ export interface StreamTransport {
   readonly fetch: typeof globalThis.fetch;
 }
 
-const KNOWN_TYPES = new Set(['deployment', 'history', 'replica', 'reset']);
+const KNOWN_TYPES = new Set(['deployment', 'history', 'replica', 'node', 'reset']);
 /** Refusals a retry cannot fix: the stream ends with them. 429 and 5xx are waited out. */
 const FATAL = (status: number): boolean => status >= 400 && status < 500 && status !== 408 && status !== 429;
 

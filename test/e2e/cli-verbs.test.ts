@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { SteadyClient } from '../../src/client/client.js';
 import { writeContextFile } from '../../src/cli/context-file.js';
-import { runInProcess, type InProcessOptions } from '../support/cli.js';
+import { runInProcess, writeFileIn, type InProcessOptions } from '../support/cli.js';
 import { startTestCluster, type TestCluster } from '../support/cluster.js';
 import { describeBackends } from '../support/databases.js';
 import { freePort } from '../support/postgres-server.js';
@@ -29,11 +29,7 @@ describeBackends('steady client verbs against a real server', (db) => {
   afterAll(() => cluster?.stop());
 
   const steady = (argv: readonly string[], options: InProcessOptions = {}) => runInProcess(argv, { env, ...options });
-  const file = (name: string, text: string): string => {
-    const p = path.join(dir, name);
-    fs.writeFileSync(p, text);
-    return p;
-  };
+  const file = (name: string, text: string): string => writeFileIn(dir, name, text);
   const spec = (name: string, replicas = 2, extra = '') =>
     `name: ${name}\ncontainer_image: nginx:1.27\ntarget_replicas: ${replicas}\nresources:\n  cpu_cores: 0.5\n  memory_mb: 512\n  storage_gb: 1\n${extra}`;
 
@@ -86,15 +82,15 @@ describeBackends('steady client verbs against a real server', (db) => {
     const table = await steady(['get', 'deployments']);
     expect(table.code).toBe(0);
     const lines = table.stdout.trimEnd().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+HEALTH\s+READY\s+AGE$/);
+    expect(lines[0]).toMatch(/^NAME\s+STATUS\s+HEALTH\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE$/);
     const row = lines.find((l) => l.startsWith('listed '))!;
-    expect(row).toMatch(/^listed\s+running\s+healthy\s+1\/1\s+\d+s$/);
+    expect(row).toMatch(/^listed\s+running\s+healthy\s+1\/1\s+1\s+1\s+\d+s$/);
     // Aligned: every column starts where its header does.
     for (const header of ['STATUS', 'HEALTH', 'READY']) expect(row.indexOf(header === 'STATUS' ? 'running' : header === 'HEALTH' ? 'healthy' : '1/1')).toBe(lines[0]!.indexOf(header));
     expect(table.stdout).not.toContain('\u001b['); // no colour off a terminal
     expect((await steady(['get', 'deployments'], { isTTY: true })).stdout).toContain('\u001b[32mrunning\u001b[0m');
     expect((await steady(['get', 'deployments'], { isTTY: true, env: { ...env, NO_COLOR: '1' } })).stdout).not.toContain('\u001b[');
-    expect((await steady(['get', 'deploy', '-o', 'wide'])).stdout).toMatch(/\nlisted\s+running\s+healthy\s+1\/1\s+\S+\s+nginx:1\.27\s/);
+    expect((await steady(['get', 'deploy', '-o', 'wide'])).stdout).toMatch(/\nlisted\s+running\s+healthy\s+1\/1\s+1\s+1\s+\S+\s+nginx:1\.27\s+1\s+complete\s/);
 
     const items = await client.allDeployments();
     expect(JSON.parse((await steady(['get', 'deployments', '-o', 'json'])).stdout)).toEqual({ items });

@@ -1,3 +1,5 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Cli, Env } from '../../src/cli/io.js';
 import { runCli } from '../../src/cli/program.js';
@@ -37,4 +39,11 @@ export async function runInProcess(argv: readonly string[], options: InProcessOp
   };
   const code = await runCli(argv, cli);
   return { code, stdout, stderr };
+}
+
+/** Writes a file (a manifest for `apply -f`) into `dir` and answers its path. */
+export function writeFileIn(dir: string, name: string, text: string): string {
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
 }
