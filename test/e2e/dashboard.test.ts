@@ -51,7 +51,7 @@ describe.skipIf(chromiumMissing !== null)('the dashboard in Chromium', () => {
     return res.body.deployment_id;
   };
   const statusOf = async (id: string) =>
-    (await api<{ target_replicas: number; status: string; container_image: string; revision?: number }>(demoToken, 'GET', `/api/deployment/status/${id}`)).body;
+    (await api<{ target_replicas: number; status: string; container_image: string; revision: number }>(demoToken, 'GET', `/api/deployment/status/${id}`)).body;
 
   /** Opens the printed link in a fresh browser and waits for the signed-in page. */
   const signIn = async (options: Parameters<typeof openBrowser>[0] = {}) => {
@@ -192,6 +192,56 @@ describe.skipIf(chromiumMissing !== null)('the dashboard in Chromium', () => {
     expect(errors).toEqual([]);
   }, SLOW);
 
+  it('sets an image from the page, shows the rollout progress live, and rolls back from the page', async () => {
+    // Two seconds to become available: each step of the rollout waits, so its progress can be seen.
+    const created = await api<{ deployment_id: string }>(demoToken, 'POST', '/api/deployment/deploy', {
+      name: 'rolled',
+      container_image: 'nginx:1.27',
+      target_replicas: 3,
+      resources: { cpu_cores: 0.5, memory_mb: 512, storage_gb: 1 },
+      strategy: { max_surge: 1, max_unavailable: 0, min_ready_seconds: 2 },
+    });
+    expect(created.status).toBe(201);
+    const id = created.body.deployment_id;
+    const rolloutOf = async () => (await api<{ revision: number; rollout: { state: string } }>(demoToken, 'GET', `/api/deployment/status/${id}`)).body;
+    await expect.poll(async () => (await rolloutOf()).rollout.state, { ...WAIT, timeout: SLOW }).toBe('complete');
+
+    const { page, errors } = await signIn();
+    await expect.poll(() => page.locator('tr[data-deployment="rolled"] .rollout').textContent(), WAIT).toBe('3/3 of 3');
+    await page.locator('tr[data-deployment="rolled"] a').click();
+    await page.getByRole('heading', { name: 'rolled' }).waitFor();
+    await page.getByLabel('Image').fill('nginx:1.28');
+    await page.getByRole('button', { name: 'Set image' }).click();
+
+    // The Rollout line as it changes, read until the new revision completes.
+    const seen: string[] = [];
+    const rollout = page.locator('.facts .rollout');
+    await expect.poll(async () => {
+      const text = (await rollout.textContent()) ?? '';
+      if (seen.at(-1) !== text) seen.push(text);
+      return text;
+    }, { timeout: SLOW, interval: 100 }).toMatch(/^complete revision 2: 3\/3 of 3/);
+    expect(seen.some((t) => /^progressing revision 2: [0-3]\/[0-2] of 3/.test(t))).toBe(true);
+    expect(await page.locator('.facts .image').textContent()).toBe('nginx:1.28');
+    const running = async () =>
+      page.locator('table.replicas tbody tr').evaluateAll((rows) =>
+        rows.map((r) => [r.querySelector('.badge')?.textContent, r.querySelector('.revision')?.textContent]).filter(([s]) => s === 'running').map(([, rev]) => rev),
+      );
+    await expect.poll(running, WAIT).toEqual(['2', '2', '2']);
+
+    // Roll back to revision 1 from its row: a new revision (3) with its template.
+    await page.locator('table.revisions tr[data-revision="1"]').getByRole('button', { name: 'Roll back to 1' }).click();
+    await page.getByRole('dialog', { name: 'Roll back to 1' }).getByRole('button', { name: 'Roll back' }).click();
+    await expect.poll(async () => (await statusOf(id)).revision, WAIT).toBe(3);
+    expect((await statusOf(id)).container_image).toBe('nginx:1.27');
+    await expect.poll(() => page.locator('.facts .image').textContent(), WAIT).toBe('nginx:1.27');
+    await expect.poll(() => rollout.textContent(), { ...WAIT, timeout: SLOW }).toMatch(/^complete revision 3: 3\/3 of 3/);
+    await expect.poll(running, WAIT).toEqual(['3', '3', '3']);
+    await expect.poll(() => page.locator('table.revisions tbody tr').count(), WAIT).toBe(3);
+    expect(await page.locator('table.revisions tr[data-revision="3"]').textContent()).toContain('current');
+    expect(errors).toEqual([]);
+  }, SLOW * 2);
+
   it('asks before stopping and deleting: Escape changes nothing, confirming does', async () => {
     const id = await deploy(demoToken, 'doomed', 1);
     const { page, errors } = await signIn();
@@ -236,6 +286,23 @@ describe.skipIf(chromiumMissing !== null)('the dashboard in Chromium', () => {
     await expect.poll(nodeStatus, WAIT).toBe('cordoned');
     await page.locator('li[data-node="dev-node-1"]').getByRole('button', { name: 'Uncordon' }).click();
     await expect.poll(nodeStatus, WAIT).toBe('ready');
+    expect(errors).toEqual([]);
+  }, SLOW);
+
+  it('follows node events: a node cordoned from elsewhere changes on the page without a reload', async () => {
+    const { page, errors } = (browser = await openBrowser());
+    await page.goto(`${origin}/#token=${adminToken}`);
+    await page.getByRole('link', { name: 'Nodes' }).click();
+    const badge = page.locator('li[data-node="dev-node-2"] .node-head .badge');
+    await expect.poll(() => badge.textContent(), WAIT).toBe('ready');
+    await page.evaluate('window.notReloaded = true');
+    const nodes = await api<{ items: { node_id: string; name: string }[] }>(adminToken, 'GET', '/api/nodes');
+    const node = nodes.body.items.find((n) => n.name === 'dev-node-2')!;
+    expect((await api(adminToken, 'PATCH', `/api/nodes/${node.node_id}`, { status: 'cordoned' })).status).toBe(200);
+    await expect.poll(() => badge.textContent(), WAIT).toBe('cordoned');
+    expect((await api(adminToken, 'PATCH', `/api/nodes/${node.node_id}`, { status: 'ready' })).status).toBe(200);
+    await expect.poll(() => badge.textContent(), WAIT).toBe('ready');
+    expect(await page.evaluate('window.notReloaded')).toBe(true);
     expect(errors).toEqual([]);
   }, SLOW);
 

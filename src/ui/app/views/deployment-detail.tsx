@@ -88,7 +88,7 @@ export function DeploymentDetail({ id }: { id: string }) {
         {d.rollout && (
           <>
             <dt>Rollout</dt>
-            <dd>
+            <dd class="rollout">
               <Badge value={d.rollout.state} /> revision {d.rollout.revision}: {rolloutText(d.rollout, d.target_replicas)} (updated/available)
               {d.rollout.reason && <span class="reason"> — {d.rollout.reason}</span>}
             </dd>
@@ -163,7 +163,7 @@ export function DeploymentDetail({ id }: { id: string }) {
                   <Badge value={r.status} />
                 </td>
                 <td class="reason">{r.reason ?? ''}</td>
-                <td class="num">{r.revision ?? '—'}</td>
+                <td class="num revision">{r.revision ?? '—'}</td>
                 <td class="num">{r.started_at ? <time dateTime={r.started_at}>{age(r.started_at, now)} ago</time> : '—'}</td>
               </tr>
             ))}

@@ -81,7 +81,9 @@ export function DeploymentList() {
                   <td class="num running">
                     {d.running_replicas}/{d.target_replicas}
                   </td>
-                  <td class="num wide">{rolloutText(d.rollout, d.target_replicas)}</td>
+                  <td class="num wide rollout" title={d.rollout ? `${d.rollout.state}, revision ${d.rollout.revision}` : undefined}>
+                    {rolloutText(d.rollout, d.target_replicas)}
+                  </td>
                   <td class="num">
                     <time dateTime={d.created_at}>{age(d.created_at, now)}</time>
                   </td>

@@ -16,7 +16,8 @@ export function NodeList() {
   const { client, isAdmin } = useSession();
   const now = useNow();
   const [actionError, setActionError] = useState<ApiError | null>(null);
-  const nodes = useLiveData(() => client.nodes(), [], (e) => e.type === 'replica');
+  // Node events (registered, status changed, deleted) and replica events (allocation moved).
+  const nodes = useLiveData(() => client.nodes(), [], (e) => e.type === 'node' || e.type === 'replica');
   const setStatus = async (node: NodeOverview, status: NodeStatus) => {
     setActionError(null);
     try {
