@@ -41,13 +41,19 @@ export function describeDeployment(d: DeploymentState, revisions: readonly Revis
     ['Reason', d.reason ?? '<none>'],
     ['Health', paint(status(d.health), colour)],
     ['Image', d.container_image],
-    ['Replicas', `${d.target_replicas} desired, ${running} running, ${d.replicas.length} listed`],
+    // kubectl's line: desired, then what the rollout and the nodes say of them.
+    [
+      'Replicas',
+      d.rollout
+        ? `${d.target_replicas} desired | ${d.rollout.updated_replicas} updated | ${running} running | ${d.rollout.available_replicas} available`
+        : `${d.target_replicas} desired | ${running} running`,
+    ],
     ['Resources', `${r.cpu_cores} CPU, ${r.memory_mb} MB memory, ${r.gpu_units} GPU, ${r.storage_gb} GB storage (per replica)`],
   ];
   if (d.revision !== undefined) fields.push(['Revision', String(d.revision)]);
   if (d.rollout) {
     const o = d.rollout;
-    fields.push(['Rollout', `${paint(status(o.state), colour)} to revision ${o.revision}: ${o.updated_replicas} updated, ${o.available_replicas} available${o.reason ? ` (${o.reason})` : ''}`]);
+    fields.push(['Rollout', `revision ${o.revision} ${paint(status(o.state), colour)}${o.reason ? ` (${o.reason})` : ''}`]);
   }
   fields.push(['Created', `${d.created_at} (${age(d.created_at, now)} ago)`], ['Updated', d.updated_at]);
   const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
@@ -62,7 +68,7 @@ export function describeDeployment(d: DeploymentState, revisions: readonly Revis
       x.node_name ?? '<unscheduled>',
       x.revision === undefined ? '' : String(x.revision),
       replicaReason(x, d),
-      age(x.started_at, now),
+      x.started_at ? `${age(x.started_at, now)} ago` : '',
     ]);
     text += indent(renderTable(['ID', 'STATUS', 'NODE', 'REVISION', 'REASON', 'STARTED'], rows, colour));
   }

@@ -18,8 +18,11 @@ export function addEventsCommand(program: Command, cli: Cli): Command {
     .action((options: { watch?: boolean; deployment?: string }, command: Command) =>
       runClientAction(cli, command, async (ctx) => {
         const only = options.deployment === undefined ? null : await deploymentNamed(ctx, options.deployment);
-        const table = new TableWriter(HEADERS, ctx.colour);
-        const rows = await recentChanges(ctx, only === null ? await ctx.client.allDeployments() : [only]);
+        const deployments = only === null ? await ctx.client.allDeployments() : [only];
+        // Wide enough for what -w prints later: a replica of any of these, the longest status word.
+        const objectWidth = Math.max(0, ...deployments.map((d) => `replica/${d.name}/12345678`.length));
+        const table = new TableWriter(HEADERS, ctx.colour, options.watch ? [8, objectWidth, 9] : []);
+        const rows = await recentChanges(ctx, deployments);
         cli.out(table.header(rows) + rows.map((r) => table.row(r)).join(''));
         if (!options.watch) return;
         for await (const event of ctx.client.events({ deploymentId: only?.deployment_id, signal: cli.signal })) {
@@ -46,7 +49,7 @@ export function eventRow(event: SteadyEvent, now = new Date().toISOString()): Ce
     }
     case 'history': {
       const h = event.data;
-      return [clock(h.changed_at ?? now), `deployment/${h.name}`, 'history', `${h.old_status ?? ''} → ${h.new_status ?? ''}${h.reason ? `: ${h.reason}` : ''}`];
+      return [clock(h.changed_at ?? now), `deployment/${h.name}`, status(h.new_status ?? 'history'), `${h.old_status ?? ''} → ${h.new_status ?? ''}${h.reason ? `: ${h.reason}` : ''}`];
     }
     case 'replica': {
       const r = event.data;

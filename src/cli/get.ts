@@ -4,7 +4,17 @@ import { sleep } from '../lib/sleep.js';
 import { clientCommand, runClientAction, type ClientContext } from './client-command.js';
 import type { Cli } from './io.js';
 import { OUTPUT_FORMATS, renderDocument, type OutputFormat } from './output/documents.js';
-import { DEPLOYMENT_HEADERS, DEPLOYMENT_WIDE_HEADERS, deploymentRow, NODE_HEADERS, NODE_WIDE_HEADERS, nodeRow, type DeploymentRowSource } from './output/rows.js';
+import {
+  DEPLOYMENT_HEADERS,
+  DEPLOYMENT_WATCH_WIDTHS,
+  DEPLOYMENT_WIDE_HEADERS,
+  deploymentRow,
+  NODE_HEADERS,
+  NODE_WATCH_WIDTHS,
+  NODE_WIDE_HEADERS,
+  nodeRow,
+  type DeploymentRowSource,
+} from './output/rows.js';
 import { TableWriter } from './output/table.js';
 
 interface GetOptions {
@@ -37,10 +47,11 @@ class Printer<T> {
   constructor(
     private readonly ctx: ClientContext,
     private readonly format: OutputFormat,
-    headers: { readonly narrow: readonly string[]; readonly wide: readonly string[] },
+    headers: { readonly narrow: readonly string[]; readonly wide: readonly string[]; readonly watchWidths?: readonly number[] },
     private readonly rowOf: (item: T, wide: boolean) => ReturnType<typeof deploymentRow>,
   ) {
-    this.#table = format === 'table' || format === 'wide' ? new TableWriter(format === 'wide' ? headers.wide : headers.narrow, ctx.colour) : null;
+    this.#table =
+      format === 'table' || format === 'wide' ? new TableWriter(format === 'wide' ? headers.wide : headers.narrow, ctx.colour, headers.watchWidths) : null;
   }
 
   list(items: readonly T[]): void {
@@ -60,7 +71,8 @@ class Printer<T> {
 }
 
 async function getDeployments(ctx: ClientContext, options: GetOptions): Promise<void> {
-  const printer = new Printer<DeploymentRowSource>(ctx, options.output, { narrow: DEPLOYMENT_HEADERS, wide: DEPLOYMENT_WIDE_HEADERS }, deploymentRow);
+  const widths = options.watch ? { watchWidths: DEPLOYMENT_WATCH_WIDTHS } : {};
+  const printer = new Printer<DeploymentRowSource>(ctx, options.output, { narrow: DEPLOYMENT_HEADERS, wide: DEPLOYMENT_WIDE_HEADERS, ...widths }, deploymentRow);
   const known = new Map<string, DeploymentRowSource>();
   const list = async (): Promise<void> => {
     const items: DeploymentListItem[] = await ctx.client.allDeployments();
@@ -106,7 +118,8 @@ function mergeDeployment(before: DeploymentRowSource | undefined, e: DeploymentE
  * printed (a heartbeat alone is not a change).
  */
 async function getNodes(ctx: ClientContext, options: GetOptions): Promise<void> {
-  const printer = new Printer<NodeOverview>(ctx, options.output, { narrow: NODE_HEADERS, wide: NODE_WIDE_HEADERS }, nodeRow);
+  const widths = options.watch ? { watchWidths: NODE_WATCH_WIDTHS } : {};
+  const printer = new Printer<NodeOverview>(ctx, options.output, { narrow: NODE_HEADERS, wide: NODE_WIDE_HEADERS, ...widths }, nodeRow);
   const first = await ctx.client.nodes();
   printer.list(first);
   if (!options.watch) return;

@@ -94,6 +94,8 @@ export function rolloutProgress(d: DeploymentState): Progress {
       }
       const old = d.replicas.filter((r) => ACTIVE.has(r.status)).length - rollout.updated_replicas;
       if (old > 0) return { done: false, line: `${waiting}: ${old} old replicas are pending termination...${blocked}` };
+      // All there and available: only the controller's word that it completed is missing (no line).
+      if (rollout.available_replicas >= d.target_replicas) return { done: false, line: '' };
       return { done: false, line: `${waiting}: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...${blocked}` };
     }
   }
@@ -146,8 +148,10 @@ async function waitForRollout(ctx: ClientContext, nameOrId: string, timeoutMs: n
         return 1;
       }
       const progress = rolloutProgress(current);
-      if (progress.line !== last) ctx.cli.out(`${progress.line}\n`);
-      last = progress.line;
+      if (progress.line !== last && progress.line !== '') {
+        ctx.cli.out(`${progress.line}\n`);
+        last = progress.line;
+      }
       if (progress.done) return progress.failed ? 1 : 0;
       await Promise.race([sleep(2_000, stop.signal), new Promise<void>((resolve) => (waiter.wake = resolve))]);
       if (stop.signal.aborted) {

@@ -86,7 +86,8 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
     await until('three replicas running', async () => (await revisionsRunning('web')).length === 3);
     const described = await steady(['describe', 'deployment', 'web']);
     expect(described.stdout).toMatch(/Revision:\s+2\n/);
-    expect(described.stdout).toMatch(/Rollout:\s+(complete|progressing) to revision 2: \d updated, \d available/);
+    expect(described.stdout).toMatch(/Replicas:\s+3 desired \| 3 updated \| 3 running \| 3 available\n/);
+    expect(described.stdout).toMatch(/Rollout:\s+revision 2 complete\n/);
     expect(described.stdout).toMatch(/Revisions:\n\s+REVISION\s+IMAGE\s+RESOURCES\s+ACTIVE\s+AGE\n\s+2\*\s+nginx:1\.28\s[^\n]*\n\s+1\s+nginx:1\.27\s+0\.5 CPU, 512 MB\s+0\s/);
     expect(described.stdout).toMatch(/Replicas:\n\s+ID\s+STATUS\s+NODE\s+REVISION\s+REASON\s+STARTED\n(\s+\w{8}\s+\w+\s+\S+\s+2\s[^\n]*\n){3}/);
   }, PATIENCE_MS * 2);
@@ -138,7 +139,7 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
     expect(waiting.stdout).toBe('Waiting for deployment "held": the rollout to revision 2 is paused (steady rollout resume held)\n');
     expect(waiting.stderr).toBe('error: timed out waiting for deployment "held" to roll out\n');
     expect(await revisionsRunning('held')).toEqual([1, 1]);
-    expect((await steady(['describe', 'deployment', 'held'])).stdout).toMatch(/Rollout:\s+paused to revision 2/);
+    expect((await steady(['describe', 'deployment', 'held'])).stdout).toMatch(/Rollout:\s+revision 2 paused\n/);
     expect(await steady(['rollout', 'resume', 'held'])).toEqual({ code: 0, stdout: 'deployment/held resumed\n', stderr: '' });
     const resumed = await steady(['rollout', 'status', 'held', '--timeout', '120s']);
     expect(resumed.code).toBe(0);
@@ -202,7 +203,7 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
       expect(run.stdout).toMatch(/^TIME\s+OBJECT\s+EVENT\s+DETAIL\n/);
       expect(run.stdout).toMatch(/deployment\/followed\s+running\s+2\/2 running, healthy/);
       // Written while the stream was cut: the target change, the new replicas, each running one.
-      expect(run.stdout).toMatch(/deployment\/followed\s+history\s+replicas:2 → replicas:4/);
+      expect(run.stdout).toMatch(/deployment\/followed\s+replicas:4\s+replicas:2 → replicas:4: User-initiated scaling/);
       expect(run.stdout).toMatch(/deployment\/followed\s+\w+\s+\d\/4 running/);
       expect(run.stdout.match(/replica\/followed\/\w{8}\s+running\s+on \S+, revision 1\n/g)?.length).toBeGreaterThanOrEqual(3);
       // Nothing twice: each line of a replica's status change appears once.

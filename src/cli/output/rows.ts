@@ -11,6 +11,8 @@ export type DeploymentRowSource = Pick<DeploymentListItem, 'deployment_id' | 'na
 /** kubectl's columns (READY is running of target; UP-TO-DATE and AVAILABLE are the rollout's), then steady's. */
 export const DEPLOYMENT_HEADERS = ['NAME', 'STATUS', 'HEALTH', 'READY', 'UP-TO-DATE', 'AVAILABLE', 'AGE'];
 export const DEPLOYMENT_WIDE_HEADERS = [...DEPLOYMENT_HEADERS, 'IMAGE', 'REVISION', 'ROLLOUT', 'ID'];
+/** While watching: STATUS and HEALTH as wide as their longest words (`scheduled`, `unhealthy`), ROLLOUT too (`progressing`). */
+export const DEPLOYMENT_WATCH_WIDTHS = [0, 9, 9, 5, 0, 0, 0, 0, 0, 11];
 
 export function deploymentRow(d: DeploymentRowSource, wide: boolean, now = Date.now()): Cell[] {
   const row: Cell[] = [
@@ -28,6 +30,8 @@ export function deploymentRow(d: DeploymentRowSource, wide: boolean, now = Date.
 
 export const NODE_HEADERS = ['NAME', 'STATUS', 'CPU', 'MEMORY_MB', 'REPLICAS', 'HEARTBEAT'];
 export const NODE_WIDE_HEADERS = [...NODE_HEADERS, 'GPU', 'STORAGE_GB', 'LABELS', 'ID'];
+/** While watching: STATUS as wide as `not_ready`. */
+export const NODE_WATCH_WIDTHS = [0, 9];
 
 /** Allocation against capacity, and the active replicas (pending, starting, running). */
 export function nodeRow(n: NodeOverview, wide: boolean, now = Date.now()): Cell[] {

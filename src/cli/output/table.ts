@@ -21,8 +21,9 @@ export function renderTable(headers: readonly string[], rows: readonly (readonly
 const width = (cell: Cell): number => [...textOf(cell)].length;
 
 /**
- * A table printed a row at a time (`-w`): the widths are those of the first rows, so later rows line
- * up with them; a longer value pushes only its own line.
+ * A table printed a row at a time (`-w`): the widths are those of the first rows (or `minWidths`,
+ * wide enough for every value a column can take), so later rows line up with them; a longer value
+ * pushes only its own line.
  */
 export class TableWriter {
   #widths: number[];
@@ -30,13 +31,14 @@ export class TableWriter {
   constructor(
     readonly headers: readonly string[],
     private readonly colour: boolean,
+    private readonly minWidths: readonly number[] = [],
   ) {
-    this.#widths = headers.map((h) => h.length);
+    this.#widths = headers.map((h, i) => Math.max(h.length, minWidths[i] ?? 0));
   }
 
   /** The header line, with the widths of `rows` (the ones printed right after it). */
   header(rows: readonly (readonly Cell[])[]): string {
-    this.#widths = this.headers.map((h, i) => Math.max(h.length, ...rows.map((r) => width(r[i] ?? ''))));
+    this.#widths = this.headers.map((h, i) => Math.max(h.length, this.minWidths[i] ?? 0, ...rows.map((r) => width(r[i] ?? ''))));
     return this.row(this.headers);
   }
 
