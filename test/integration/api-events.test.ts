@@ -329,7 +329,7 @@ describeBackends('GET /api/events', (t) => {
     });
 
     it('stops writing to a socket whose client reads nothing, then drops it (real socket)', async (ctx) => {
-      if (t().backend !== 'postgres') return ctx.skip();
+      if (t().backend !== 'postgres') return ctx.skip('PostgreSQL only: the real-socket check runs once, against the PostgreSQL-backed app');
       const { serveApi } = await import('../../src/api/server.js');
       const server = await serveApi(quick.app, { host: '127.0.0.1', port: 0 });
       const socket = net.connect(server.port, '127.0.0.1');
