@@ -111,6 +111,9 @@ describe('PostgreSQL failover', () => {
     let loading = true;
     const load = Array.from({ length: WORKERS }, async (_, worker) => {
       let serial = 0;
+      // Each scale asks for another target than the worker's previous request for that deployment
+      // (2 for the first), so a lost scale leaves a value the check can tell apart.
+      const requested = new Map<string, number>();
       while (loading) {
         const ids = owned[worker]!;
         const id = ids[Math.floor(Math.random() * ids.length)]!;
@@ -119,14 +122,20 @@ describe('PostgreSQL failover', () => {
         let entry: Omit<Logged, 'startedAt' | 'endedAt' | 'answer'>;
         let answer: Answer;
         if (roll < 0.45) {
-          const target = 1 + Math.floor(Math.random() * 3);
+          const previous = requested.get(id) ?? 2;
+          const target = 1 + ((previous + Math.floor(Math.random() * 2)) % 3);
+          requested.set(id, target);
           entry = { worker, what: 'scale', deploymentId: id, target };
           answer = await call(apiUrl, 'POST', `/api/deployment/scale/${id}`, { token, body: { target_replicas: target }, timeoutMs: HANG_MS });
         } else if (roll < 0.6) {
           const name = `ha-load-${worker}-${serial++}`;
           entry = { worker, what: 'deploy', name, target: 1 };
           answer = await call(apiUrl, 'POST', '/api/deployment/deploy', { token, body: spec(name, 1), timeoutMs: HANG_MS });
-          if (answer.status === 201) ids.push((answer.json as { deployment_id: string }).deployment_id);
+          if (answer.status === 201) {
+            const created = (answer.json as { deployment_id: string }).deployment_id;
+            ids.push(created);
+            requested.set(created, 1);
+          }
         } else if (roll < 0.85) {
           entry = { worker, what: 'status', deploymentId: id };
           answer = await call(apiUrl, 'GET', `/api/deployment/status/${id}`, { token, timeoutMs: HANG_MS });
@@ -175,26 +184,45 @@ describe('PostgreSQL failover', () => {
     const okAfter = log.filter((l) => l.startedAt >= promotedAt && l.answer.status < 300);
     expect(okAfter.length).toBeGreaterThan(0);
 
-    // Nothing acknowledged is lost. A deploy answered 201 exists under its name; a scale answered 200
-    // is the deployment's target, unless a later scale of it (by the same worker, so in order) was
-    // not answered 2xx and may have committed.
+    // Nothing acknowledged is lost. A deploy answered 201 exists under its name. Every scale answered
+    // 200 is in the deployment's history of targets (each scale writes `replicas:old → replicas:new`
+    // in its transaction), in the order the worker sent them: walking the targets the deployment
+    // went through, each acknowledged target is found at or after the previous one's place (a scale
+    // to the value the deployment already had writes no row and is found in place). And the
+    // deployment's target is the last acknowledged one, or that of a later scale not answered 2xx
+    // (which may have committed).
     const acknowledgedDeploys = log.filter((l) => l.what === 'deploy' && l.answer.status === 201);
     const { rows: deployments } = await sql<{ id: string; name: string; target_replicas: number }>`
       SELECT id, name, target_replicas FROM deployments`.execute(db);
     const byName = new Map(deployments.map((d) => [d.name, d]));
     const byId = new Map(deployments.map((d) => [d.id, d]));
-    expect(acknowledgedDeploys.filter((l) => byName.get(l.name!)?.id !== (l.answer.json as { deployment_id: string }).deployment_id).map((l) => l.name)).toEqual([]);
-    const lost: string[] = [];
+    const lost = acknowledgedDeploys
+      .filter((l) => byName.get(l.name!)?.id !== (l.answer.json as { deployment_id: string }).deployment_id)
+      .map((l) => `deploy ${l.name}: missing`);
+    const { rows: scaleRows } = await sql<{ deployment_id: string; new_status: string }>`
+      SELECT deployment_id, new_status FROM deployment_status_history
+      WHERE new_status LIKE 'replicas:%' ORDER BY deployment_id, changed_at`.execute(db);
+    const targetsOf = new Map<string, number[]>();
+    for (const d of deployments) targetsOf.set(d.id, [d.name.startsWith('ha-load-') ? 1 : 2]);
+    for (const r of scaleRows) targetsOf.get(r.deployment_id)?.push(Number(r.new_status.slice('replicas:'.length)));
     const scalesOf = new Map<string, Logged[]>();
     for (const l of log) if (l.what === 'scale') scalesOf.set(l.deploymentId!, [...(scalesOf.get(l.deploymentId!) ?? []), l]);
     let acknowledgedScales = 0;
     for (const [id, scales] of scalesOf) {
+      const targets = targetsOf.get(id);
+      let at = 0;
+      for (const s of scales) {
+        if (s.answer.status !== 200) continue;
+        acknowledgedScales++;
+        const found = targets === undefined ? -1 : targets.indexOf(s.target!, at);
+        if (found < 0) lost.push(`scale ${id} to ${s.target}: not in its targets ${JSON.stringify(targets?.slice(at))}`);
+        else at = found;
+      }
       const lastOk = scales.map((s) => s.answer.status === 200).lastIndexOf(true);
       if (lastOk < 0) continue;
-      acknowledgedScales++;
       const possible = new Set([scales[lastOk]!.target, ...scales.slice(lastOk + 1).map((s) => s.target)]);
       const actual = byId.get(id)?.target_replicas;
-      if (actual === undefined || !possible.has(actual)) lost.push(`${id}: target ${actual}, acknowledged ${scales[lastOk]!.target}`);
+      if (actual === undefined || !possible.has(actual)) lost.push(`deployment ${id}: target ${actual}, last acknowledged ${scales[lastOk]!.target}`);
     }
     expect(lost).toEqual([]);
 
@@ -223,10 +251,12 @@ describe('PostgreSQL failover', () => {
       .map((line) => Date.parse(/"time":"([^"]+)"/.exec(line)?.[1] ?? ''))
       .filter((t) => t >= promotedAtWall);
     expect(reconciledAt.length).toBeGreaterThan(0);
+    // The writes most at risk: answered in the last second before the stop.
+    const lastSecond = log.filter((l) => (l.what === 'deploy' || l.what === 'scale') && l.answer.status < 300 && l.endedAt >= stoppedAt - 1_000 && l.endedAt < stoppedAt).length;
     const cpu = os.cpus()[0]?.model ?? 'unknown';
     console.log(`[figure] failover: ${log.length} requests (${okBefore} answered 2xx before the stop), ${during.length} answered 503 while no primary was reachable (${OUTAGE_MS} ms), promotion took ${Math.round(promotedAt - promoteStart)} ms`);
     console.log(`[figure] failover: first 2xx write ${Math.round(firstWrite - promotedAt)} ms after promotion`);
     console.log(`[figure] failover: first successful reconcile ${Math.max(0, Math.min(...reconciledAt) - promotedAtWall)} ms after promotion`);
-    console.log(`[figure] failover: ${acknowledgedDeploys.length} acknowledged deploys and ${acknowledgedScales} acknowledged scales checked, none lost; CPU ${cpu} × ${os.cpus().length}`);
+    console.log(`[figure] failover: ${acknowledgedDeploys.length} acknowledged deploys and ${acknowledgedScales} acknowledged scales checked (${lastSecond} answered in the last second before the stop), none lost; CPU ${cpu} × ${os.cpus().length}`);
   }, LONG_TEST_MS);
 });
