@@ -8,7 +8,7 @@
  *
  *   --quick            smaller sizes
  *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API),
- *                      e2e (submit and place at once), status-all (status and list on `serve --role all`),
+ *                      events (the event triggers' cost to a cold start), e2e (submit and place at once), status-all (status and list on `serve --role all`),
  *                      embedded, storm (a rollout storm beside a cold start of the same replicas),
  *                      c1m (a million replicas; not in the default run)
  *   --fsync-off        every scenario on the fsync-off server only
@@ -32,14 +32,15 @@ import { c1m } from './scenarios/c1m.js';
 import { coldStart, steadyState } from './scenarios/cold-start.js';
 import { endToEnd } from './scenarios/end-to-end.js';
 import { embedded } from './scenarios/embedded.js';
+import { eventsCost } from './scenarios/events-cost.js';
 import { reaction } from './scenarios/reaction.js';
 import { rolloutStorm } from './scenarios/rollout-storm.js';
 import { statusAll } from './scenarios/status-all.js';
 import { statusApi } from './scenarios/status-api.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'storm', 'c1m'] as const;
-const DEFAULT_SCENARIOS = ['reaction', 'cold', 'e2e', 'status-all', 'embedded', 'storm'];
+const SCENARIOS = ['reaction', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm', 'c1m'] as const;
+const DEFAULT_SCENARIOS = ['reaction', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm'];
 /** What the fsync-off repeat runs: where commits are the work. */
 const WRITE_SCENARIOS = ['cold', 'e2e'];
 
@@ -150,6 +151,7 @@ async function main(): Promise<number> {
           return [];
         });
       }
+      if (scenarios.has('events')) await attempt('Event stream cost', () => eventsCost(env));
       if (scenarios.has('e2e')) await attempt('End to end', () => endToEnd(env));
       if (scenarios.has('status-all')) await attempt('Status API, serve --role all', () => statusAll(env));
       if (scenarios.has('storm')) await attempt('Rollout storm', () => rolloutStorm(env));

@@ -19,6 +19,8 @@ export interface BenchPostgres {
   url(db: string, user?: string): string;
   /** Creates a fresh database and returns an admin pool on it. */
   createDatabase(name: string): Promise<pg.Pool>;
+  /** Drops a database made by createDatabase (its pools closed first). */
+  dropDatabase(name: string): Promise<void>;
   destroy(): Promise<void>;
   /** For signal handlers: stops the server and removes its files before returning. */
   destroySync(): void;
@@ -80,6 +82,12 @@ export async function startBenchPostgres(options: { durable: boolean }): Promise
       const pool = new pg.Pool({ connectionString: url(name), max: 8 });
       if (statStatements) await pool.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements').catch(() => undefined);
       return pool;
+    },
+    async dropDatabase(name) {
+      const a = new pg.Client({ connectionString: server.url });
+      await a.connect();
+      await a.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await a.end();
     },
     destroy: () => server.destroy(),
     destroySync() {

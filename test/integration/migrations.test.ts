@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(8);
-      expect(down.map((s) => s.version)).toEqual(['0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(9);
+      expect(down.map((s) => s.version)).toEqual(['0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -245,7 +245,7 @@ describeBackends(
       await expectExact('down past 0003 and up again');
     });
 
-    it('0009 goes down with node events and rollout columns in the log, and up again', async () => {
+    it('0009 (and 0010 above it) goes down with node events and rollout columns in the log, and up again', async () => {
       const db = t().database.db;
       const migrator = new Migrator(t().database);
       await migrator.up();
@@ -264,7 +264,7 @@ describeBackends(
         SELECT rollout_state, revision FROM steady_events WHERE deployment_id = ${d!.id}`.execute(db);
       expect(withRollout).toEqual({ rollout_state: 'progressing', revision: 1 });
 
-      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0009']);
+      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0010', '0009']);
       expect(await kinds()).toEqual([{ kind: 'deployment', n: 1 }]);
       const { rows: labels } = await sql<{ label: string }>`
         SELECT e.enumlabel AS label FROM pg_enum e JOIN pg_type ty ON ty.oid = e.enumtypid WHERE ty.typname = 'steady_event_kind' ORDER BY e.enumsortorder`.execute(db);
@@ -284,6 +284,59 @@ describeBackends(
       const { rows: [paused] } = await sql<{ rollout_state: string }>`
         SELECT rollout_state FROM steady_events WHERE deployment_id = ${d!.id} ORDER BY id DESC LIMIT 1`.execute(db);
       expect(paused!.rollout_state).toBe('paused');
+    });
+
+    it('0010 writes the events 0009 wrote, and no node event for an allocation or heartbeat change', async () => {
+      const db = t().database.db;
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('events-0010') RETURNING id`.execute(db);
+      const { rows: [node] } = await sql<{ id: string }>`INSERT INTO nodes (name, cpu_cores, memory_mb, storage_gb) VALUES ('ev-0010', 8, 8192, 100) RETURNING id`.execute(db);
+      const nodeEvents = async () =>
+        (await sql<{ status: string; subject_name: string }>`
+          SELECT status, subject_name FROM steady_events WHERE kind = 'node' AND node_id = ${node!.id} ORDER BY id`.execute(db)).rows;
+      // Rolled back to the first template: revision 3 has revision 1's template; revision 2 is another.
+      const { rows: [d] } = await sql<{ id: string }>`
+        INSERT INTO deployments (name, user_id, container_image, target_replicas, revision, strategy)
+        VALUES ('ev-0010', ${user!.id}, 'web:1', 4, 3, '{"type": "rolling", "min_ready_seconds": 60}') RETURNING id`.execute(db);
+      const { rows: [created] } = await sql<Record<string, unknown>>`
+        SELECT status, target_replicas, running_replicas, failed_replicas, revision, rollout_state, updated_replicas, available_replicas
+        FROM steady_events WHERE kind = 'deployment' AND deployment_id = ${d!.id}`.execute(db);
+      expect(created).toEqual({
+        status: 'pending', target_replicas: 4, running_replicas: 0, failed_replicas: 0, revision: 3,
+        rollout_state: 'progressing', updated_replicas: 0, available_replicas: 0,
+      });
+      await sql`
+        INSERT INTO deployment_revisions (deployment_id, revision, template_revision, container_image, cpu_cores, memory_mb, gpu_units, storage_gb)
+        VALUES (${d!.id}, 1, 1, 'web:1', 0.5, 64, 0, 1), (${d!.id}, 2, 2, 'web:2', 0.5, 64, 0, 1), (${d!.id}, 3, 1, 'web:1', 0.5, 64, 0, 1)`.execute(db);
+      await sql`
+        INSERT INTO deployment_replicas (deployment_id, node_id, status, revision, started_at)
+        VALUES (${d!.id}, ${node!.id}, 'running', 1, now() - interval '2 minutes'), (${d!.id}, ${node!.id}, 'running', 3, now()),
+               (${d!.id}, ${node!.id}, 'pending', 3, NULL), (${d!.id}, ${node!.id}, 'running', 2, now() - interval '2 minutes'),
+               (${d!.id}, ${node!.id}, 'failed', 1, NULL), (${d!.id}, ${node!.id}, 'stopped', 3, NULL)`.execute(db);
+      const counts = async () => {
+        await sql`SELECT steady_events_deployments(ARRAY[${d!.id}]::uuid[])`.execute(db);
+        return (await sql<Record<string, unknown>>`
+          SELECT status, target_replicas, running_replicas, failed_replicas, revision, rollout_state, updated_replicas, available_replicas
+          FROM steady_events WHERE kind = 'deployment' AND deployment_id = ${d!.id} ORDER BY id DESC LIMIT 1`.execute(db)).rows[0];
+      };
+      const now = await counts();
+      expect(now).toMatchObject({ running_replicas: 3, failed_replicas: 1, updated_replicas: 3, available_replicas: 1 });
+      await sql`UPDATE nodes SET allocated_memory_mb = allocated_memory_mb + 0, last_heartbeat_at = now() WHERE id = ${node!.id}`.execute(db);
+      await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
+      expect(await nodeEvents()).toEqual([{ status: 'ready', subject_name: 'ev-0010' }]);
+      await sql`UPDATE nodes SET status = 'cordoned' WHERE id = ${node!.id}`.execute(db);
+      await sql`UPDATE nodes SET name = 'ev-0010b' WHERE id = ${node!.id}`.execute(db);
+      expect(await nodeEvents()).toEqual([
+        { status: 'ready', subject_name: 'ev-0010' },
+        { status: 'cordoned', subject_name: 'ev-0010' },
+        { status: 'cordoned', subject_name: 'ev-0010b' },
+      ]);
+
+      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0010']);
+      expect(await counts()).toEqual(now);
+      await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
+      expect(await nodeEvents()).toHaveLength(4);
     });
   },
   { migrated: false },
