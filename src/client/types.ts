@@ -7,10 +7,14 @@ import type {
   NodeListSchema,
   NodeRegistrationSchema,
   NodeSchema,
+  PatchDeploymentBody,
   ReadyzSchema,
   RegisterNodeBody,
   ReplicaReportBody,
   ReplicaSchema,
+  RevisionListSchema,
+  RolloutSchema,
+  StrategySchema,
 } from '../api/schemas.js';
 
 /**
@@ -48,55 +52,13 @@ export interface ListOptions {
 
 // ---------- rollouts (DESIGN.md section 6)
 
-export interface Strategy {
-  readonly type: 'rolling' | 'recreate';
-  readonly max_surge: number | string;
-  readonly max_unavailable: number | string;
-  readonly min_ready_seconds: number;
-  readonly progress_deadline_seconds: number;
-  readonly auto_rollback: boolean;
-}
-
+export type Strategy = z.output<typeof StrategySchema>;
 /** `PATCH /api/deployment/{id}`: a template change (image, resources, command, env) makes a new revision. */
-export interface DeploymentPatch {
-  readonly container_image?: string;
-  readonly resources?: Partial<Resources>;
-  readonly command?: readonly string[] | null;
-  readonly env?: Readonly<Record<string, string>> | null;
-  readonly target_replicas?: number;
-  readonly strategy?: Partial<Strategy>;
-}
-
-export interface Rollout {
-  readonly state: 'progressing' | 'complete' | 'paused' | 'failed';
-  readonly revision: number;
-  readonly updated_replicas: number;
-  readonly available_replicas: number;
-  readonly reason: string | null;
-}
-
-/**
- * The status object with the rollout fields (section 3). Optional here until every server this client
- * talks to answers them; a server that does always sends them.
- */
-export type DeploymentState = Omit<DeploymentStatus, 'replicas'> & {
-  readonly revision?: number;
-  readonly reason?: string | null;
-  readonly rollout?: Rollout;
-  readonly strategy?: Strategy;
-  readonly command?: readonly string[] | null;
-  readonly replicas: ReadonlyArray<Replica & { readonly revision?: number; readonly reason?: string | null }>;
-};
-
-export interface Revision {
-  readonly revision: number;
-  readonly container_image: string;
-  readonly resources: Resources;
-  readonly command: readonly string[] | null;
-  readonly env: Readonly<Record<string, string>> | null;
-  readonly created_at: string;
-  readonly active_replicas: number;
-}
+export type DeploymentPatch = z.input<typeof PatchDeploymentBody>;
+export type Rollout = z.output<typeof RolloutSchema>;
+/** The status object (section 3), rollout fields included. */
+export type DeploymentState = DeploymentStatus;
+export type Revision = z.output<typeof RevisionListSchema>['items'][number];
 
 // ---------- events (DESIGN.md section 8)
 
