@@ -1,6 +1,8 @@
-import { sql } from 'kysely';
+import { sql, type KyselyPlugin } from 'kysely';
 import { beforeAll, expect, it } from 'vitest';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
+import { deleteDeployment } from '../../src/db/queries/deployment-commands.js';
+import type { Template } from '../../src/db/queries/revisions.js';
 import { ensureUser } from '../../src/db/queries/users.js';
 import { ConflictError } from '../../src/domain/errors.js';
 import { DEFAULT_STRATEGY } from '../../src/domain/strategy.js';
@@ -13,12 +15,18 @@ describeBackends('creates grouped in one transaction', (t) => {
   let alice: string;
   let bob: string;
   const db = () => t().database.db;
-  const request = (userId: string, name: string, replicas = 2): CreateRequest => ({
+  const request = (userId: string, name: string, replicas = 2, template: Partial<Template> = {}): CreateRequest => ({
     userId,
     spec: {
       name,
       targetReplicas: replicas,
-      template: { containerImage: 'nginx:1.27', resources: { cpuCores: 1.5, memoryMb: 1024, gpuUnits: 0, storageGb: 5 }, command: null, env: null },
+      template: {
+        containerImage: 'nginx:1.27',
+        resources: { cpuCores: 1.5, memoryMb: 1024, gpuUnits: 0, storageGb: 5 },
+        command: null,
+        env: null,
+        ...template,
+      },
       strategy: DEFAULT_STRATEGY,
     },
   });
@@ -101,5 +109,101 @@ describeBackends('creates grouped in one transaction', (t) => {
     const bodies = (await Promise.all(created.map((r) => r.json()))) as { name: string; deployment_id: string }[];
     expect(bodies.map((b) => b.name).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `batch-api-${i}`).sort());
     expect(new Set(bodies.map((b) => b.deployment_id)).size).toBe(8);
+  });
+  /** A deployment as stored, without what differs between any two creates (ids, names, times). */
+  const snapshot = async (id: string) => {
+    const same = (table: string, where: string, order: string) =>
+      sql.raw(`SELECT coalesce(jsonb_agg((SELECT jsonb_object_agg(key, value) FROM jsonb_each(to_jsonb(x))
+                                          WHERE key NOT LIKE '%\\_at' AND key NOT IN ('id', 'name', 'deployment_id')) ORDER BY ${order}), '[]') AS rows
+               FROM ${table} x WHERE ${where} = '${id}'`);
+    const rows = async (table: string, where: string, order: string) =>
+      (await sql<{ rows: unknown[] }>`${same(table, where, order)}`.execute(db())).rows[0]!.rows;
+    const { rows: events } = await sql<Record<string, unknown>>`
+      SELECT e.kind, e.status, e.target_replicas, e.running_replicas, e.failed_replicas, e.revision, e.rollout_state, e.reason,
+             e.updated_replicas, e.available_replicas, h.new_status AS history_status
+      FROM steady_events e LEFT JOIN deployment_status_history h ON h.id = e.subject_id AND h.deployment_id = e.deployment_id
+      WHERE e.deployment_id = ${id} ORDER BY e.id`.execute(db());
+    return {
+      deployment: await rows('deployments', 'id', 'x.id'),
+      resources: await rows('deployment_resources', 'deployment_id', 'x.id'),
+      revisions: await rows('deployment_revisions', 'deployment_id', 'x.revision'),
+      history: await rows('deployment_status_history', 'deployment_id', 'x.changed_at'),
+      events,
+    };
+  };
+
+  it('writes each create of a batch exactly as a create on its own: rows, revision, history, events and notifications', async () => {
+    const notified: string[] = [];
+    const listener = await t().database.listen(['steady_deployment'], { onNotification: (n) => notified.push(n.payload) });
+    try {
+      const template = { command: ['sh', '-c', 'echo "a, b" {c} \\ d'], env: { QUOTE: 'say "hi"', BRACES: '{x,y}', EMPTY: '' } };
+      const [alone] = await createDeployments(db(), [request(alice, 'batch-same-0', 4, template)]);
+      const batch = await createDeployments(db(), [
+        request(alice, 'batch-same-1', 4, template),
+        request(alice, 'batch-same-plain', 1),
+        request(alice, 'batch-same-2', 4, template),
+      ]);
+      const ids = [alone, batch[0], batch[2]].map((o) => (o?.ok ? o.value : ''));
+      const [expected, ...others] = await Promise.all(ids.map(snapshot));
+      expect(expected!.revisions).toMatchObject([{ revision: 1, template_revision: 1, command: template.command, env: template.env, created_by: alice }]);
+      expect(expected!.history).toEqual([{ old_status: 'none', new_status: 'pending', reason: 'Deployment created', changed_by: alice }]);
+      expect(expected!.events.map((e) => [e.kind, e.status ?? e.history_status])).toEqual([
+        ['deployment', 'pending'],
+        ['history', 'pending'],
+      ]);
+      for (const other of others) expect(other).toEqual(expected);
+      const plain = await snapshot(batch[1]!.ok ? batch[1]!.value : '');
+      expect(plain.revisions).toMatchObject([{ command: null, env: null, memory_mb: 1024 }]);
+      // The controller hears of every new deployment.
+      for (let i = 0; i < 200 && !ids.every((id) => notified.some((p) => p.includes(id))); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(ids.filter((id) => !notified.some((p) => p.includes(id)))).toEqual([]);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('writes a batch in as many statements as a single create, whatever its size', async () => {
+    let statements = 0;
+    const counting: KyselyPlugin = {
+      transformQuery: (args) => {
+        statements++;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    };
+    const counted = db().withPlugin(counting);
+    const countFor = async (requests: CreateRequest[]) => {
+      statements = 0;
+      const outcomes = await createDeployments(counted, requests);
+      expect(outcomes.every((o) => o.ok || o.error instanceof ConflictError)).toBe(true);
+      return statements;
+    };
+    const small = await countFor([request(bob, 'batch-count-a'), request(bob, 'batch-count-b')]);
+    const large = await countFor([
+      ...Array.from({ length: 40 }, (_, i) => request(bob, `batch-count-${i}`)),
+      request(bob, 'batch-count-a'),
+      request(bob, 'batch-count-3'),
+    ]);
+    expect(small).toBeGreaterThan(0);
+    expect(small).toBeLessThanOrEqual(4);
+    expect(large).toBe(small);
+  });
+
+  it('lets a later create of a name win when the earlier one fails for another reason, and frees the names of deleted deployments', async () => {
+    const [old] = await createDeployments(db(), [request(bob, 'batch-reuse')]);
+    await deleteDeployment(db(), bob, old!.ok ? old!.value : '');
+    const outcomes = await createDeployments(db(), [
+      request(bob, 'batch-second', 1, { containerImage: `nginx:${'x'.repeat(600)}` }),
+      request(bob, 'batch-reuse', 7),
+      request(bob, 'batch-second', 2),
+      request(bob, 'batch-second', 3),
+    ]);
+    expect(outcomes.map((o) => o.ok)).toEqual([false, true, true, false]);
+    expect(!outcomes[0]!.ok && (outcomes[0]!.error as { code?: string }).code).toBe('22001');
+    expect(!outcomes[3]!.ok && outcomes[3]!.error).toBeInstanceOf(ConflictError);
+    const second = await db().selectFrom('deployments').select('target_replicas').where('id', '=', outcomes[2]!.ok ? outcomes[2]!.value : '').executeTakeFirstOrThrow();
+    expect(second.target_replicas).toBe(2);
+    const reused = await db().selectFrom('deployments').select(['target_replicas', 'deleted_at']).where('id', '=', outcomes[1]!.ok ? outcomes[1]!.value : '').executeTakeFirstOrThrow();
+    expect(reused).toEqual({ target_replicas: 7, deleted_at: null });
   });
 });

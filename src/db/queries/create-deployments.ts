@@ -1,47 +1,87 @@
 import type { Kysely } from 'kysely';
+import { ConflictError } from '../../domain/errors.js';
 import type { Outcome } from '../../lib/batcher.js';
 import { isTransientDbError } from '../database.js';
 import type { Tables } from '../tables.js';
-import { createDeployment, insertDeployment, nameTaken, type DeploymentSpec } from './deployment-commands.js';
+import type { DeploymentSpec } from './deployment-commands.js';
+import { insertDeployments, type CreateRequest } from './insert-deployments.js';
 
-export interface CreateRequest {
-  readonly userId: string;
-  readonly spec: DeploymentSpec;
-}
+export type { CreateRequest } from './insert-deployments.js';
 
 /**
- * Many users' creates in one transaction and one commit, each written exactly as a create on its own
- * (insertDeployment). On durable PostgreSQL the commit is the cost: it waits for the WAL flush, and
- * the NOTIFY that wakes the controller makes commits queue one after the other; a batch pays it once.
- * A name already taken (by a live deployment, or by an earlier create of the same batch, as if they
- * had run one after the other) is answered 409 alone. Any other failure rolls the batch back and each
- * create runs again in a transaction of its own, so that one create never fails another: every
- * request stays all-or-nothing on its own.
+ * Many users' creates in one transaction and one commit, in a fixed number of statements whatever
+ * their number (insertDeployments). On durable PostgreSQL the commit is the cost: it waits for the WAL
+ * flush, and the NOTIFY that wakes the controller makes commits queue one after the other; a batch
+ * pays it once. A name already taken (by a live deployment, or by an earlier create of the same batch,
+ * as if they had run one after the other) is answered 409 alone. Any other failure rolls the batch
+ * back and each create runs again in a transaction of its own, so that one create never fails
+ * another: every request stays all-or-nothing on its own.
  */
 export async function createDeployments(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<string>[]> {
-  if (requests.length === 1) return [await settle(createDeployment(db, requests[0]!.userId, requests[0]!.spec))];
+  if (requests.length === 1) return [await settle(createDeployment(db, requests[0]!))];
+  const outcomes: Outcome<string>[] = new Array(requests.length);
+  // The first create of a (user, name) in request order is the one that may win; the later ones lose to it.
+  const first = new Map<string, number>();
+  requests.forEach((r, i) => {
+    if (first.has(keyOf(r))) outcomes[i] = { ok: false, error: nameTaken(r.spec) };
+    else first.set(keyOf(r), i);
+  });
+  // In (user, name) order: two batches (of this process or another) that share names then take their
+  // index entries in one order, and never deadlock.
+  const order = [...first.values()].sort((a, b) => compare(requests[a]!, requests[b]!));
   try {
-    return await db.transaction().execute(async (tx) => {
-      const outcomes: Outcome<string>[] = new Array(requests.length);
-      // In (user, name) order, the first of equal names first: two batches (of this process or another)
-      // that share names then take their index entries in one order, and never deadlock.
-      const order = requests.map((_, i) => i).sort((a, b) => compare(requests[a]!, requests[b]!) || a - b);
-      for (const i of order) {
-        const { userId, spec } = requests[i]!;
-        const id = await insertDeployment(tx, userId, spec);
-        outcomes[i] = id === null ? { ok: false, error: nameTaken(spec) } : { ok: true, value: id };
-      }
-      return outcomes;
+    const ids = await db.transaction().execute((tx) => insertDeployments(tx, order.map((i) => requests[i]!)));
+    order.forEach((i, j) => {
+      const id = ids[j];
+      outcomes[i] = id === null || id === undefined ? { ok: false, error: nameTaken(requests[i]!.spec) } : { ok: true, value: id };
     });
+    return outcomes;
   } catch (err) {
     // The database is away: every create of the batch gets that answer (503), none is tried again.
     if (isTransientDbError(err) && !isRetryable(err)) return requests.map(() => ({ ok: false, error: err }));
-    return Promise.all(requests.map((r) => settle(createDeployment(db, r.userId, r.spec))));
+    return alone(db, requests);
   }
 }
 
-const compare = (a: CreateRequest, b: CreateRequest): number =>
-  a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : a.spec.name < b.spec.name ? -1 : a.spec.name > b.spec.name ? 1 : 0;
+/** One create in a transaction of its own: the deployment's id, or a ConflictError when the name is taken. */
+export async function createDeployment(db: Kysely<Tables>, request: CreateRequest): Promise<string> {
+  let id: string | null | undefined;
+  try {
+    [id] = await db.transaction().execute((tx) => insertDeployments(tx, [request]));
+  } catch (err) {
+    if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) throw nameTaken(request.spec);
+    throw err;
+  }
+  if (id === null || id === undefined) throw nameTaken(request.spec);
+  return id;
+}
+
+export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
+
+/**
+ * Each create in a transaction of its own: those of one (user, name) one after the other in request
+ * order (a later one is 409 only if an earlier one took the name), the others concurrently.
+ */
+async function alone(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<string>[]> {
+  const outcomes: Outcome<string>[] = new Array(requests.length);
+  const byName = new Map<string, number[]>();
+  requests.forEach((r, i) => byName.set(keyOf(r), [...(byName.get(keyOf(r)) ?? []), i]));
+  await Promise.all(
+    [...byName.values()].map(async (indexes) => {
+      for (const i of indexes) outcomes[i] = await settle(createDeployment(db, requests[i]!));
+    }),
+  );
+  return outcomes;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+const keyOf = (r: CreateRequest): string => `${r.userId.toLowerCase()}\u0000${r.spec.name}`;
+
+const compare = (a: CreateRequest, b: CreateRequest): number => {
+  const [x, y] = [keyOf(a), keyOf(b)];
+  return x < y ? -1 : x > y ? 1 : 0;
+};
 
 /** A deadlock or serialization failure: the batch lost a race, each create alone will not. */
 const isRetryable = (err: unknown): boolean => ['40P01', '40001'].includes(String((err as { code?: unknown } | null)?.code));

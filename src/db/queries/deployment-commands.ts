@@ -1,15 +1,16 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
-import { ConflictError, NotFoundError } from '../../domain/errors.js';
-import { strategyJson, type StrategyJson } from '../../domain/strategy.js';
+import { NotFoundError } from '../../domain/errors.js';
+import type { StrategyJson } from '../../domain/strategy.js';
 import type { DeploymentStatus, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
 import { insertHistory } from './history.js';
-import { insertRevision, type Template } from './revisions.js';
+import type { Template } from './revisions.js';
 
 /**
  * The user's commands on a deployment. Each is one transaction that first locks the deployment row
  * (`FOR UPDATE`), so it serialises with the controller's reconcile of the same deployment, which
  * takes the same lock. The NOTIFY triggers on `deployments` wake the controller after commit.
+ * Creates are in create-deployments.ts.
  */
 
 export interface DeploymentSpec {
@@ -22,53 +23,6 @@ export interface DeploymentSpec {
 /** Whether a command changed anything; `false` for the idempotent no-ops (same target, already stopped…). */
 export interface CommandResult {
   readonly changed: boolean;
-}
-
-const UNIQUE_VIOLATION = '23505';
-
-export async function createDeployment(db: Kysely<Tables>, userId: string, spec: DeploymentSpec): Promise<string> {
-  let id: string | null;
-  try {
-    id = await db.transaction().execute((tx) => insertDeployment(tx, userId, spec));
-  } catch (err) {
-    if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) throw nameTaken(spec);
-    throw err;
-  }
-  if (id === null) throw nameTaken(spec);
-  return id;
-}
-
-export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
-
-/**
- * A new deployment with its resources, its revision 1 and its creation history, in the caller's transaction (one
- * create, or a batch of them: create-deployments.ts). Null when the user already has a live
- * deployment of that name: the partial unique index (user_id, name) WHERE deleted_at IS NULL decides,
- * races between two creates included (no read-then-insert window), and ON CONFLICT leaves the
- * transaction usable for the other creates of a batch.
- */
-export async function insertDeployment(tx: Transaction<Tables>, userId: string, spec: DeploymentSpec): Promise<string | null> {
-  const row = await tx
-    .insertInto('deployments')
-    .values({
-      name: spec.name,
-      user_id: userId,
-      container_image: spec.template.containerImage,
-      target_replicas: spec.targetReplicas,
-      strategy: JSON.stringify(strategyJson(spec.strategy)),
-    })
-    .onConflict((oc) => oc.columns(['user_id', 'name']).where('deleted_at', 'is', null).doNothing())
-    .returning('id')
-    .executeTakeFirst();
-  if (!row) return null;
-  const r = spec.template.resources;
-  await tx
-    .insertInto('deployment_resources')
-    .values({ deployment_id: row.id, cpu_cores: r.cpuCores, memory_mb: r.memoryMb, gpu_units: r.gpuUnits, storage_gb: r.storageGb })
-    .execute();
-  await insertRevision(tx, row.id, 1, spec.template, userId);
-  await insertHistory(tx, [{ deploymentId: row.id, oldStatus: 'none', newStatus: 'pending', changedBy: userId, reason: 'Deployment created' }]);
-  return row.id;
 }
 
 export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: string, target: number): Promise<CommandResult> {
