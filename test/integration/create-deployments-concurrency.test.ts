@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { beforeAll, expect, it } from 'vitest';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
+import type { DeploymentStatusRecord } from '../../src/db/queries/deployment-status.js';
 import { ensureUser } from '../../src/db/queries/users.js';
 import type { Tables } from '../../src/db/tables.js';
 import { ConflictError } from '../../src/domain/errors.js';
@@ -42,14 +43,14 @@ describeBackends('concurrent batches of creates', (t, backend) => {
       const batches: string[][] = [];
       const batchers = processes.map(
         (db) =>
-          new Batcher<CreateRequest, string>(async (requests) => {
+          new Batcher<CreateRequest, DeploymentStatusRecord>(async (requests) => {
             const outcomes = await createDeployments(db, requests);
-            batches.push(outcomes.flatMap((o) => (o.ok ? [o.value] : [])));
+            batches.push(outcomes.flatMap((o) => (o.ok ? [o.value.id] : [])));
             return outcomes;
           }, 200),
       );
       const settled = await Promise.all(orders.map((order, p) => Promise.allSettled(order.map((r) => batchers[p]!.submit(r)))));
-      const created = settled.flat().flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+      const created = settled.flat().flatMap((s) => (s.status === 'fulfilled' ? [s.value.id] : []));
       const failures = settled.flat().flatMap((s) => (s.status === 'rejected' ? [s.reason] : []));
       expect(failures.filter((e) => !(e instanceof ConflictError))).toEqual([]);
       expect(created).toHaveLength(names.length + 2 * users.length);

@@ -2,6 +2,7 @@ import { sql, type KyselyPlugin } from 'kysely';
 import { beforeAll, expect, it } from 'vitest';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
 import { deleteDeployment } from '../../src/db/queries/deployment-commands.js';
+import { loadDeploymentStatuses, statusKeyOf } from '../../src/db/queries/deployment-status.js';
 import type { Template } from '../../src/db/queries/revisions.js';
 import { ensureUser } from '../../src/db/queries/users.js';
 import { ConflictError } from '../../src/domain/errors.js';
@@ -61,11 +62,11 @@ describeBackends('creates grouped in one transaction', (t) => {
       expect(!o.ok && o.error).toBeInstanceOf(ConflictError);
     }
     // One transaction wrote all three (no create ran alone after a failed batch).
-    const createdIds = outcomes.flatMap((o) => (o.ok ? [o.value] : []));
+    const createdIds = outcomes.flatMap((o) => (o.ok ? [o.value.id] : []));
     const { rows: xmins } = await sql<{ n: number }>`SELECT count(DISTINCT xmin::text)::int AS n FROM deployments WHERE id = ANY(${createdIds}::uuid[])`.execute(db());
     expect(xmins[0]!.n).toBe(1);
     // The first create of batch-x won, with its own spec.
-    const xId = outcomes[2]!.ok ? outcomes[2]!.value : '';
+    const xId = outcomes[2]!.ok ? outcomes[2]!.value.id : '';
     const x = await db().selectFrom('deployments').select(['target_replicas', 'user_id']).where('id', '=', xId).executeTakeFirstOrThrow();
     expect(x).toEqual({ target_replicas: 3, user_id: alice });
     expect(await stored()).toEqual([
@@ -99,7 +100,14 @@ describeBackends('creates grouped in one transaction', (t) => {
       names.map((name, i) =>
         api.call('POST', '/api/deployment/deploy', {
           token,
-          body: { name, container_image: 'nginx:1.27', target_replicas: 1 + (i % 3), resources: { cpu_cores: 1, memory_mb: 512, storage_gb: 1 } },
+          body: {
+            name,
+            container_image: 'nginx:1.27',
+            target_replicas: 1 + (i % 3),
+            resources: { cpu_cores: 1.1, memory_mb: 512, storage_gb: 1 },
+            command: ['sh', '-c', `echo ${i}`],
+            env: { ZED: 'z', A: 'a', LONGER_NAME: `${i}` },
+          },
         }),
       ),
     );
@@ -109,6 +117,12 @@ describeBackends('creates grouped in one transaction', (t) => {
     const bodies = (await Promise.all(created.map((r) => r.json()))) as { name: string; deployment_id: string }[];
     expect(bodies.map((b) => b.name).sort()).toEqual(Array.from({ length: 8 }, (_, i) => `batch-api-${i}`).sort());
     expect(new Set(bodies.map((b) => b.deployment_id)).size).toBe(8);
+    // The answer is the status object a read gives.
+    for (const [i, body] of bodies.entries()) {
+      expect(created[i]!.headers.get('location')).toBe(`/api/deployment/status/${body.deployment_id}`);
+      const status = await api.call('GET', `/api/deployment/status/${body.deployment_id}`, { token });
+      expect(await status.json()).toEqual(body);
+    }
   });
   /** A deployment as stored, without what differs between any two creates (ids, names, times). */
   const snapshot = async (id: string) => {
@@ -143,7 +157,12 @@ describeBackends('creates grouped in one transaction', (t) => {
         request(alice, 'batch-same-plain', 1),
         request(alice, 'batch-same-2', 4, template),
       ]);
-      const ids = [alone, batch[0], batch[2]].map((o) => (o?.ok ? o.value : ''));
+      const ids = [alone, batch[0], batch[2]].map((o) => (o?.ok ? o.value.id : ''));
+      // Each is answered with its status as a read after the commit finds it.
+      const answered = [alone, ...batch].map((o) => (o?.ok ? o.value : null));
+      const read = await loadDeploymentStatuses(db(), answered.map((r) => ({ userId: alice, id: r?.id ?? '' })));
+      expect(read.size).toBe(4);
+      for (const r of answered) expect(r).toEqual(read.get(statusKeyOf({ userId: alice, id: r?.id ?? '' })));
       const [expected, ...others] = await Promise.all(ids.map(snapshot));
       expect(expected!.revisions).toMatchObject([{ revision: 1, template_revision: 1, command: template.command, env: template.env, created_by: alice }]);
       expect(expected!.history).toEqual([{ old_status: 'none', new_status: 'pending', reason: 'Deployment created', changed_by: alice }]);
@@ -152,7 +171,7 @@ describeBackends('creates grouped in one transaction', (t) => {
         ['history', 'pending'],
       ]);
       for (const other of others) expect(other).toEqual(expected);
-      const plain = await snapshot(batch[1]!.ok ? batch[1]!.value : '');
+      const plain = await snapshot(batch[1]!.ok ? batch[1]!.value.id : '');
       expect(plain.revisions).toMatchObject([{ command: null, env: null, memory_mb: 1024 }]);
       // The controller hears of every new deployment.
       for (let i = 0; i < 200 && !ids.every((id) => notified.some((p) => p.includes(id))); i++) await new Promise((r) => setTimeout(r, 50));
@@ -191,7 +210,7 @@ describeBackends('creates grouped in one transaction', (t) => {
 
   it('lets a later create of a name win when the earlier one fails for another reason, and frees the names of deleted deployments', async () => {
     const [old] = await createDeployments(db(), [request(bob, 'batch-reuse')]);
-    await deleteDeployment(db(), bob, old!.ok ? old!.value : '');
+    await deleteDeployment(db(), bob, old!.ok ? old!.value.id : '');
     const outcomes = await createDeployments(db(), [
       request(bob, 'batch-second', 1, { containerImage: `nginx:${'x'.repeat(600)}` }),
       request(bob, 'batch-reuse', 7),
@@ -201,9 +220,9 @@ describeBackends('creates grouped in one transaction', (t) => {
     expect(outcomes.map((o) => o.ok)).toEqual([false, true, true, false]);
     expect(!outcomes[0]!.ok && (outcomes[0]!.error as { code?: string }).code).toBe('22001');
     expect(!outcomes[3]!.ok && outcomes[3]!.error).toBeInstanceOf(ConflictError);
-    const second = await db().selectFrom('deployments').select('target_replicas').where('id', '=', outcomes[2]!.ok ? outcomes[2]!.value : '').executeTakeFirstOrThrow();
+    const second = await db().selectFrom('deployments').select('target_replicas').where('id', '=', outcomes[2]!.ok ? outcomes[2]!.value.id : '').executeTakeFirstOrThrow();
     expect(second.target_replicas).toBe(2);
-    const reused = await db().selectFrom('deployments').select(['target_replicas', 'deleted_at']).where('id', '=', outcomes[1]!.ok ? outcomes[1]!.value : '').executeTakeFirstOrThrow();
+    const reused = await db().selectFrom('deployments').select(['target_replicas', 'deleted_at']).where('id', '=', outcomes[1]!.ok ? outcomes[1]!.value.id : '').executeTakeFirstOrThrow();
     expect(reused).toEqual({ target_replicas: 7, deleted_at: null });
   });
 });

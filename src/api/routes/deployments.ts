@@ -109,7 +109,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
   const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
   const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
   // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
-  const creates = new Batcher<CreateRequest, string>((requests) => createDeployments(db, requests));
+  const creates = new Batcher<CreateRequest, DeploymentStatusRecord>((requests) => createDeployments(db, requests));
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
@@ -126,7 +126,8 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const userId = await users.idOf(c.get('principal'));
       const strategy = mergeStrategy(DEFAULT_STRATEGY, body.strategy);
       checkStrategy(strategy);
-      const id = await creates.submit({
+      // Answered with the status as the create wrote it (no read after the commit).
+      const record = await creates.submit({
         userId,
         spec: {
           name: body.name,
@@ -140,7 +141,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
           strategy,
         },
       });
-      return c.json(await statusJson(userId, id), 201, { Location: `/api/deployment/status/${id}` });
+      return c.json(deploymentStatusJson(record), 201, { Location: `/api/deployment/status/${record.id}` });
     },
     hook,
   );

@@ -4,6 +4,7 @@ import type { Outcome } from '../../lib/batcher.js';
 import { isTransientDbError } from '../database.js';
 import type { Tables } from '../tables.js';
 import type { DeploymentSpec } from './deployment-commands.js';
+import type { DeploymentStatusRecord } from './deployment-status.js';
 import { insertDeployments, type CreateRequest } from './insert-deployments.js';
 
 export type { CreateRequest } from './insert-deployments.js';
@@ -15,11 +16,12 @@ export type { CreateRequest } from './insert-deployments.js';
  * pays it once. A name already taken (by a live deployment, or by an earlier create of the same batch,
  * as if they had run one after the other) is answered 409 alone. Any other failure rolls the batch
  * back and each create runs again in a transaction of its own, so that one create never fails
- * another: every request stays all-or-nothing on its own.
+ * another: every request stays all-or-nothing on its own. Each create is answered with its status
+ * object as written.
  */
-export async function createDeployments(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<string>[]> {
+export async function createDeployments(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
   if (requests.length === 1) return [await settle(createDeployment(db, requests[0]!))];
-  const outcomes: Outcome<string>[] = new Array(requests.length);
+  const outcomes: Outcome<DeploymentStatusRecord>[] = new Array(requests.length);
   // The first create of a (user, name) in request order is the one that may win; the later ones lose to it.
   const first = new Map<string, number>();
   requests.forEach((r, i) => {
@@ -30,10 +32,10 @@ export async function createDeployments(db: Kysely<Tables>, requests: readonly C
   // index entries in one order, and never deadlock.
   const order = [...first.values()].sort((a, b) => compare(requests[a]!, requests[b]!));
   try {
-    const ids = await db.transaction().execute((tx) => insertDeployments(tx, order.map((i) => requests[i]!)));
+    const created = await db.transaction().execute((tx) => insertDeployments(tx, order.map((i) => requests[i]!)));
     order.forEach((i, j) => {
-      const id = ids[j];
-      outcomes[i] = id === null || id === undefined ? { ok: false, error: nameTaken(requests[i]!.spec) } : { ok: true, value: id };
+      const record = created[j];
+      outcomes[i] = record ? { ok: true, value: record } : { ok: false, error: nameTaken(requests[i]!.spec) };
     });
     return outcomes;
   } catch (err) {
@@ -43,17 +45,17 @@ export async function createDeployments(db: Kysely<Tables>, requests: readonly C
   }
 }
 
-/** One create in a transaction of its own: the deployment's id, or a ConflictError when the name is taken. */
-export async function createDeployment(db: Kysely<Tables>, request: CreateRequest): Promise<string> {
-  let id: string | null | undefined;
+/** One create in a transaction of its own: the deployment's status, or a ConflictError when the name is taken. */
+export async function createDeployment(db: Kysely<Tables>, request: CreateRequest): Promise<DeploymentStatusRecord> {
+  let record: DeploymentStatusRecord | null | undefined;
   try {
-    [id] = await db.transaction().execute((tx) => insertDeployments(tx, [request]));
+    [record] = await db.transaction().execute((tx) => insertDeployments(tx, [request]));
   } catch (err) {
     if ((err as { code?: unknown }).code === UNIQUE_VIOLATION) throw nameTaken(request.spec);
     throw err;
   }
-  if (id === null || id === undefined) throw nameTaken(request.spec);
-  return id;
+  if (!record) throw nameTaken(request.spec);
+  return record;
 }
 
 export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictError(`a deployment named ${JSON.stringify(spec.name)} already exists`);
@@ -62,8 +64,8 @@ export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictEr
  * Each create in a transaction of its own: those of one (user, name) one after the other in request
  * order (a later one is 409 only if an earlier one took the name), the others concurrently.
  */
-async function alone(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<string>[]> {
-  const outcomes: Outcome<string>[] = new Array(requests.length);
+async function alone(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
+  const outcomes: Outcome<DeploymentStatusRecord>[] = new Array(requests.length);
   const byName = new Map<string, number[]>();
   requests.forEach((r, i) => byName.set(keyOf(r), [...(byName.get(keyOf(r)) ?? []), i]));
   await Promise.all(

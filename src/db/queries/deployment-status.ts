@@ -60,7 +60,8 @@ export interface DeploymentStatusRecord {
 export const RECENT_TERMINAL_REPLICAS = 10;
 export const RECENT_HISTORY = 10;
 
-interface HeadRow {
+/** A deployment's row as the status object reads it (loadDeploymentStatuses; a new one: insert-deployments.ts). */
+export interface HeadRow {
   id: string;
   name: string;
   container_image: string;
@@ -101,7 +102,7 @@ interface ReplicaJson {
   reason: string | null;
 }
 
-const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+export const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
 
 export interface StatusKey {
   readonly userId: string;
@@ -163,10 +164,10 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
       LEFT JOIN nodes n ON n.id = r.node_id
     ) rl ON true
   `.execute(db);
-  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), recordOf(row)]));
+  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), statusRecordOf(row)]));
 }
 
-function recordOf(row: HeadRow): DeploymentStatusRecord {
+export function statusRecordOf(row: HeadRow): DeploymentStatusRecord {
   const resources: Resources = {
     cpuCores: row.cpu_cores ?? 0,
     memoryMb: row.memory_mb ?? 0,
