@@ -109,6 +109,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
   const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
   const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
   // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
+  // At most 128 a batch: the ids of a batch's NOTIFY fit in one notification (about 210 would not).
   const creates = new Batcher<CreateRequest, DeploymentStatusRecord>((requests) => createDeployments(db, requests));
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });

@@ -14,8 +14,9 @@ export interface CreateRequest {
  * transaction, in two statements whatever their number: the deployments, then the rest of them. Each
  * comes back as its status object, built from the rows as written (exactly what a status read in
  * this transaction would return, without that read), in the order of `requests`; null where the
- * user already has a live deployment of that name (the partial unique index (user_id, name) WHERE deleted_at IS NULL decides, races with
- * other transactions included, and ON CONFLICT leaves the transaction usable).
+ * user already has a live deployment of that name (the partial unique index (user_id, name) WHERE
+ * deleted_at IS NULL decides, races with other transactions included, and ON CONFLICT leaves the
+ * transaction usable).
  *
  * The caller passes distinct (user, name) pairs, in the order the index entries are to be taken
  * (create-deployments.ts sorts them: a fixed lock order between concurrent batches).
