@@ -2,6 +2,11 @@
 // A checkout runs its TypeScript sources (no stale build can surprise anyone); the container image
 // ships only the compiled dist/. STEADY_FROM_DIST=1 runs dist/ from a checkout (after `npm run build`).
 import { existsSync } from 'node:fs';
+import v8 from 'node:v8';
+
+// `steady dev` (API, controller and PGlite in one process, on a developer's machine): a heap kept
+// small rather than fast, from the first module loaded on (src/db/pglite.ts says why and how much).
+if (process.argv[2] === 'dev') v8.setFlagsFromString('--optimize-for-size');
 
 const source = new URL('../src/main.ts', import.meta.url);
 const compiled = new URL('../dist/main.js', import.meta.url);
