@@ -519,14 +519,17 @@ describeBackends('API deployments', (t, backend) => {
     });
 
     it('keeps users apart when their status reads share one batched statement', async () => {
-      const mine = await deploy(alice, 'batched-a');
-      const theirs = await deploy(bob, 'batched-b');
+      // Users of their own: alice's and bob's rate-limit buckets may be spent by the tests before this one.
+      const carol = await userToken('batched-carol');
+      const dave = await userToken('batched-dave');
+      const mine = await deploy(carol, 'batched-a');
+      const theirs = await deploy(dave, 'batched-b');
       // Issued in the same turn, these are answered by one statement: each caller must still see only their own.
       const pairs: [string, string][] = [
-        [alice, mine.deployment_id],
-        [bob, theirs.deployment_id],
-        [alice, theirs.deployment_id],
-        [bob, mine.deployment_id],
+        [carol, mine.deployment_id],
+        [dave, theirs.deployment_id],
+        [carol, theirs.deployment_id],
+        [dave, mine.deployment_id],
       ];
       const reads = await Promise.all(
         Array.from({ length: 12 }, (_, i) => {
