@@ -3,7 +3,7 @@ import { sql } from 'kysely';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createEventHub } from '../../src/api/app.js';
 import { EventHub } from '../../src/api/events/event-hub.js';
-import { deleteExpiredEvents } from '../../src/db/queries/events.js';
+import { blockEnd, deleteExpiredEvents } from '../../src/db/queries/events.js';
 import { describeBackends } from '../support/databases.js';
 import { SseReader } from '../support/sse.js';
 import { adminToken, bearer, createTestApp, nodeToken, userToken, type TestApp } from '../support/tokens.js';
@@ -281,13 +281,70 @@ describeBackends('GET /api/events', (t) => {
       expect(BigInt(r.events[1]!.id!)).toBeGreaterThan(BigInt(r.events[0]!.id!));
       await r.close();
     }
-    // Nothing deleted after the mark: resuming there is not a reset.
+    // Nothing deleted after the mark (the last event of the last row deleted): resuming there is not a reset.
     const { rows } = await sql<{ through: string }>`SELECT deleted_through::text AS through FROM steady_events_retention`.execute(db());
-    const fine = await stream(alice, `?since=${rows[0]!.through}`);
+    const fine = await stream(alice, `?since=${blockEnd(BigInt(rows[0]!.through))}`);
     await scale(alice, id, 50);
     await fine.until((x) => x.data('deployment').some((d) => d.target_replicas === 50), 'live events');
     expect(fine.events.some((e) => e.event === 'reset')).toBe(false);
     await fine.close();
+  });
+
+  describe('with pages of two events', () => {
+    let paged: TestApp;
+    let pagedHub: EventHub;
+    beforeAll(() => {
+      const base = createTestApp(t().database, { STEADY_EVENT_STREAMS: '3' });
+      pagedHub = new EventHub(t().database, { logger: base.ctx.logger, streamsPerCaller: 3, pageSize: 2 });
+      paged = createTestApp(t().database, { STEADY_EVENT_STREAMS: '3' }, { events: pagedHub });
+    });
+    afterAll(() => pagedHub.close());
+
+    it('sends the replicas one statement wrote as one event each, and resumes after any of them', async () => {
+      const open = async (query: string) => {
+        const res = await paged.call('GET', `/api/events${query}`, { token: alice });
+        expect(res.status).toBe(200);
+        const reader = new SseReader(res);
+        readers.push(reader);
+        return reader;
+      };
+      const live = await open('');
+      await live.until((r) => r.lastEventId !== null, 'the opening block');
+      const id = await deploy(alice, 'one-statement');
+      const rows = await db()
+        .insertInto('deployment_replicas')
+        .values([0, 1, 2, 3, 4].map(() => ({ deployment_id: id, node_id: null, status: 'pending' as const, revision: 1 })))
+        .returning('id')
+        .execute();
+      await db()
+        .updateTable('deployment_replicas')
+        .set({ status: 'stopped' })
+        .where('id', 'in', rows.slice(1, 4).map((r) => r.id))
+        .execute();
+      await live.until((r) => r.data('replica').length >= 8, 'eight replica events');
+      await live.close();
+      const replicaEvents = live.data<{ replica_id: string; status: string }>('replica');
+      expect(replicaEvents.map((e) => [e.replica_id, e.status])).toEqual([
+        ...rows.map((r) => [r.id, 'pending']),
+        ...rows.slice(1, 4).map((r) => [r.id, 'stopped']),
+      ]);
+      // One row of the log per statement and deployment, whatever the number of replicas.
+      const { rows: logged } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM steady_events WHERE kind = 'replica' AND deployment_id = ${id}`.execute(db());
+      expect(logged[0]!.n).toBe(2);
+
+      const all = live.events.filter((e) => e.event !== 'reset').map((e) => [e.id, e.event, e.data]);
+      const mine = all.filter(([, , data]) => JSON.parse(data!).deployment_id === id);
+      const start = all.indexOf(mine[0]!);
+      // Resuming after each event of this deployment, pages of two cutting rows anywhere: the rest, once.
+      for (let k = start; k < all.length - 1; k++) {
+        const r = await open(`?since=${all[k]![0]}`);
+        const rest = all.slice(k + 1);
+        await r.until((x) => x.events.length >= rest.length, `the replay after event ${k}`);
+        expect(r.events.slice(0, rest.length).map((e) => [e.id, e.event, e.data])).toEqual(rest);
+        await r.close();
+      }
+    });
   });
 
   describe('with short timers', () => {

@@ -92,9 +92,11 @@ describeBackends('event stream under concurrent writers', (t, backend) => {
         }
       }),
     );
+    // A row of replica events is one event per replica, `id + k` (migration 0011).
     const { rows } = await sql<{ id: string }>`
-      SELECT e.id::text AS id FROM steady_events e JOIN deployments d ON d.id = e.deployment_id
-      WHERE d.user_id = ${userId} ORDER BY e.id`.execute(t().database.db);
+      SELECT (e.id + k)::text AS id FROM steady_events e JOIN deployments d ON d.id = e.deployment_id
+      CROSS JOIN generate_series(0, coalesce(cardinality(e.replica_ids), 1) - 1) k
+      WHERE d.user_id = ${userId} ORDER BY e.id + k`.execute(t().database.db);
     const expected = rows.map((r) => r.id);
     expect(expected.length).toBeGreaterThan(rounds * writers.length * 4);
     finalId = expected.at(-1)!;

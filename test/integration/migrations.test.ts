@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(9);
-      expect(down.map((s) => s.version)).toEqual(['0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(10);
+      expect(down.map((s) => s.version)).toEqual(['0011', '0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -245,7 +245,7 @@ describeBackends(
       await expectExact('down past 0003 and up again');
     });
 
-    it('0009 (and 0010 above it) goes down with node events and rollout columns in the log, and up again', async () => {
+    it('0009 (and 0010, 0011 above it) goes down with node events and rollout columns in the log, and up again', async () => {
       const db = t().database.db;
       const migrator = new Migrator(t().database);
       await migrator.up();
@@ -264,7 +264,7 @@ describeBackends(
         SELECT rollout_state, revision FROM steady_events WHERE deployment_id = ${d!.id}`.execute(db);
       expect(withRollout).toEqual({ rollout_state: 'progressing', revision: 1 });
 
-      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0010', '0009']);
+      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0011', '0010', '0009']);
       expect(await kinds()).toEqual([{ kind: 'deployment', n: 1 }]);
       const { rows: labels } = await sql<{ label: string }>`
         SELECT e.enumlabel AS label FROM pg_enum e JOIN pg_type ty ON ty.oid = e.enumtypid WHERE ty.typname = 'steady_event_kind' ORDER BY e.enumsortorder`.execute(db);
@@ -333,10 +333,52 @@ describeBackends(
         { status: 'cordoned', subject_name: 'ev-0010b' },
       ]);
 
-      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0010']);
+      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0011', '0010']);
       expect(await counts()).toEqual(now);
       await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
       expect(await nodeEvents()).toHaveLength(4);
+    });
+
+    it('0011 keeps the replicas of one statement in one row, and goes down to one row per replica', async () => {
+      const db = t().database.db;
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('events-0011') RETURNING id`.execute(db);
+      const { rows: [d] } = await sql<{ id: string }>`
+        INSERT INTO deployments (name, user_id, container_image, target_replicas) VALUES ('ev-0011', ${user!.id}, 'web:1', 3) RETURNING id`.execute(db);
+      const { rows: inserted } = await sql<{ id: string }>`
+        INSERT INTO deployment_replicas (deployment_id, status, revision, reason)
+        VALUES (${d!.id}, 'pending', 1, NULL), (${d!.id}, 'pending', 1, 'Unschedulable: no node'), (${d!.id}, 'stopped', 2, NULL)
+        RETURNING id`.execute(db);
+      const replicaRows = async () =>
+        (await sql<{ id: string; subject_id: string | null; replica_ids: string[] | null; replica_reasons: (string | null)[] | null }>`
+          SELECT e.id::text, e.subject_id, e.replica_ids, e.replica_reasons FROM steady_events e
+          WHERE e.kind = 'replica' AND e.deployment_id = ${d!.id} ORDER BY e.id`.execute(db)).rows;
+      const [row, ...others] = await replicaRows();
+      expect(others).toEqual([]);
+      expect(row).toMatchObject({ subject_id: null, replica_ids: inserted.map((r) => r.id), replica_reasons: [null, 'Unschedulable: no node', null] });
+      // The next row's ids start after the block of this one.
+      await sql`UPDATE deployment_replicas SET status = 'starting' WHERE id = ${inserted[0]!.id}`.execute(db);
+      const [first, second] = await replicaRows();
+      expect(BigInt(second!.id) - BigInt(first!.id)).toBeGreaterThanOrEqual(65_536n);
+
+      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0011']);
+      const rowPerReplica = async () =>
+        (await sql<{ id: string; subject_id: string }>`
+          SELECT e.id::text, e.subject_id FROM steady_events e WHERE e.kind = 'replica' AND e.deployment_id = ${d!.id} ORDER BY e.id`.execute(db)).rows;
+      const expanded = await rowPerReplica();
+      // The copies come after every id a reader could have seen (the last row's block).
+      expect(BigInt(expanded[0]!.id)).toBeGreaterThan(BigInt(second!.id) + 65_535n);
+      expect(expanded.map((r) => r.subject_id)).toEqual([...inserted.map((r) => r.id), inserted[0]!.id]);
+      const { rows: [one] } = await sql<Record<string, unknown>>`
+        SELECT status, reason, revision FROM steady_events WHERE kind = 'replica' AND subject_id = ${inserted[1]!.id}`.execute(db);
+      expect(one).toEqual({ status: 'pending', reason: 'Unschedulable: no node', revision: 1 });
+      // 0009's triggers again: one row per replica, ids one apart.
+      await sql`UPDATE deployment_replicas SET status = 'stopped' WHERE id IN (${inserted[0]!.id}, ${inserted[1]!.id})`.execute(db);
+      const after = await rowPerReplica();
+      expect(after).toHaveLength(6);
+      expect(BigInt(after[5]!.id) - BigInt(after[4]!.id)).toBe(1n);
+      await migrator.up();
     });
   },
   { migrated: false },

@@ -1,5 +1,5 @@
 import type { Database } from '../../db/database.js';
-import { lastIssuedEventId, readEvents, type EventFilter, type EventRecord } from '../../db/queries/events.js';
+import { blockEnd, lastIssuedEventId, readEvents, type EventFilter, type EventRecord } from '../../db/queries/events.js';
 import type { Logger } from '../../logger.js';
 import { UnavailableError } from '../../domain/errors.js';
 import { TooManyStreamsError } from '../errors.js';
@@ -170,7 +170,7 @@ export class EventHub {
   ): Promise<void> {
     const db = this.database.db;
     let after = request.since!;
-    if (after > position && after > (await lastIssuedEventId(db))) {
+    if (after > position && after > blockEnd(await lastIssuedEventId(db))) {
       // An id this database never issued (another database, or one restored from a backup).
       deliver([], true);
       return;

@@ -1,5 +1,5 @@
 import type { Database, Listener } from '../../db/database.js';
-import { horizonState, lastIssuedEventId, openHorizon, readEvents, type EventRecord, type Horizon } from '../../db/queries/events.js';
+import { blockEnd, horizonState, lastIssuedEventId, openHorizon, readEvents, type EventRecord, type Horizon } from '../../db/queries/events.js';
 import type { Logger } from '../../logger.js';
 
 export const EVENTS_CHANNEL = 'steady_events';
@@ -148,23 +148,23 @@ export class EventTail {
     const db = this.database.db;
     if (this.horizon === null) {
       const upTo = await lastIssuedEventId(db);
-      if (this.cursor !== null && upTo <= this.cursor) return 'idle';
+      if (this.cursor !== null && blockEnd(upTo) <= this.cursor) return 'idle';
       this.horizon = await openHorizon(db, upTo);
     }
     const horizon = this.horizon;
-    const state = await horizonState(db, horizon);
-    if (!state.ripe) return 'unripe';
+    if (!(await horizonState(db, horizon)).ripe) return 'unripe';
+    const end = blockEnd(horizon.upTo);
     if (this.cursor === null) {
       // Starting: live from here on.
-      this.cursor = horizon.upTo;
+      this.cursor = end;
       this.horizon = null;
       for (const resolve of this.readyWaiters.splice(0)) resolve();
       return 'more';
     }
-    const page = await readEvents(db, this.cursor, horizon.upTo, {}, this.pageSize);
+    const page = await readEvents(db, this.cursor, end, {}, this.pageSize);
     if (page.deletedThrough > this.cursor) {
       this.options.logger.warn({ position: String(this.cursor), deleted_through: String(page.deletedThrough) }, 'event tail fell behind retention');
-      this.cursor = horizon.upTo > page.deletedThrough ? horizon.upTo : page.deletedThrough;
+      this.cursor = end > page.deletedThrough ? end : page.deletedThrough;
       this.horizon = null;
       for (const s of [...this.subscribers]) s.onReset(this.cursor);
       return 'more';
@@ -176,7 +176,7 @@ export class EventTail {
     if (full) {
       this.cursor = events[events.length - 1]!.id;
     } else {
-      this.cursor = horizon.upTo;
+      this.cursor = end;
       this.horizon = null;
     }
     return 'more';

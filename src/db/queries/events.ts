@@ -14,15 +14,15 @@ type Db = Kysely<Tables>;
  *      ≤ h drew it after taking its xid (the column default asks for the xid first), so before step 1,
  *      so its xid is older than x;
  *   3. once a snapshot's xmin is past x, every transaction older than x has committed or aborted, and
- *      the rows with ids ≤ h are all there is and ever will be: readers may go up to h, and never
- *      repeat or skip an id. Until then, they wait (a transaction left open delays the stream, never
- *      breaks it).
+ *      the rows with ids ≤ h are all there is and ever will be: readers may go up to h's block end
+ *      (`blockEnd`, below), and never repeat or skip an id. Until then, they wait (a transaction left
+ *      open delays the stream, never breaks it).
  * Writers pay nothing for this: no lock, no second write.
  */
 
 export type EventKind = 'deployment' | 'history' | 'replica' | 'node';
 
-/** One row of the log, with what it is shown with (owner, names, the history row). */
+/** One event of the log, with what it is shown with (owner, names, the history row). */
 export interface EventRecord {
   readonly id: bigint;
   readonly kind: EventKind;
@@ -48,6 +48,18 @@ export interface EventRecord {
   readonly history: { readonly oldStatus: string; readonly newStatus: string; readonly reason: string | null; readonly changedAt: Date } | null;
 }
 
+/**
+ * Each row of the log owns a block of ids (migration 0011): a row of replica events holds up to this
+ * many replicas, the k-th (from 0) being event `id + k`; any other row is one event, `id`.
+ */
+export const EVENT_BLOCK = 65_536n;
+
+/**
+ * The last id of row `rowId`'s block: having read every row up to `rowId` is having read every event
+ * up to this id, and no later row has an id below it.
+ */
+export const blockEnd = (rowId: bigint): bigint => (rowId <= 0n ? 0n : rowId + EVENT_BLOCK - 1n);
+
 export interface Horizon {
   /** Every id up to this one has been handed out. */
   readonly upTo: bigint;
@@ -55,7 +67,7 @@ export interface Horizon {
   readonly xid: string;
 }
 
-/** The highest event id handed out so far (0 before the first). */
+/** The id of the last row handed out so far (0 before the first); its events end at `blockEnd` of it. */
 export async function lastIssuedEventId(db: Db): Promise<bigint> {
   const { rows } = await sql<{ id: string }>`
     SELECT (CASE WHEN is_called THEN last_value ELSE last_value - 1 END)::text AS id FROM steady_events_id_seq`.execute(db);
@@ -72,16 +84,13 @@ export async function openHorizon(db: Db, upTo?: bigint): Promise<Horizon> {
 export interface HorizonState {
   /** Every transaction that could hold an id ≤ the horizon has finished. */
   readonly ripe: boolean;
-  /** Retention has deleted every id up to this one. */
-  readonly deletedThrough: bigint;
 }
 
-/** Step 3, and retention's mark (a reader behind it has missed events). */
+/** Step 3. */
 export async function horizonState(db: Db, horizon: Horizon): Promise<HorizonState> {
-  const { rows } = await sql<{ ripe: boolean; deleted_through: string }>`
-    SELECT pg_snapshot_xmin(pg_current_snapshot()) > ${horizon.xid}::xid8 AS ripe,
-           (SELECT deleted_through::text FROM steady_events_retention) AS deleted_through`.execute(db);
-  return { ripe: rows[0]!.ripe, deletedThrough: BigInt(rows[0]!.deleted_through) };
+  const { rows } = await sql<{ ripe: boolean }>`
+    SELECT pg_snapshot_xmin(pg_current_snapshot()) > ${horizon.xid}::xid8 AS ripe`.execute(db);
+  return { ripe: rows[0]!.ripe };
 }
 
 export interface EventFilter {
@@ -93,38 +102,58 @@ export interface EventFilter {
 
 export interface EventPage {
   readonly events: EventRecord[];
-  /** Retention's mark, read in the same snapshot as the events. */
+  /** Retention's mark as an event id (events up to it are gone), read in the same snapshot as the events. */
   readonly deletedThrough: bigint;
 }
 
 /**
- * Events with after < id ≤ upTo, oldest first, at most `limit`. `upTo` must be a ripe horizon.
- * Events of deployments deleted for good (hard delete) are gone with them.
+ * Events with after < id ≤ upTo, oldest first, at most `limit`. `upTo` must be at most the block end
+ * of a ripe horizon (or a position reached by reading up to one). Events of deployments deleted for
+ * good (hard delete) are gone with them.
  */
 export async function readEvents(db: Db, after: bigint, upTo: bigint, filter: EventFilter, limit: number): Promise<EventPage> {
-  // The events joined laterally to retention's one row: the mark and the page share one snapshot.
+  // Rows first, at most `limit` of them in id order: each yields at least one event in the range (the
+  // row holding `after` is read only when some of its replicas are past it), so `limit` rows are
+  // enough for a page. Then the rows expand into their events. The events are joined laterally to
+  // retention's one row: the mark and the page share one snapshot.
   const { rows } = await sql<EventRow>`
     SELECT r.deleted_through::text AS deleted_through, ev.*
     FROM steady_events_retention r
     LEFT JOIN LATERAL (
-      SELECT e.id::text AS id, e.kind::text AS kind, e.deployment_id, d.user_id, d.name AS deployment_name, e.subject_id,
-             e.status, e.node_id, coalesce(n.name, e.subject_name) AS node_name, e.reason, e.target_replicas, e.running_replicas,
-             e.failed_replicas, e.revision, e.rollout_state, e.updated_replicas, e.available_replicas,
+      SELECT (e.id + x.ord)::text AS id, e.kind::text AS kind, e.deployment_id, e.user_id, e.deployment_name, x.subject_id,
+             x.status, x.node_id, coalesce(n.name, e.subject_name) AS node_name, x.reason, e.target_replicas, e.running_replicas,
+             e.failed_replicas, x.revision, e.rollout_state, e.updated_replicas, e.available_replicas,
              h.old_status, h.new_status, h.reason AS history_reason, h.changed_at
-      FROM steady_events e
-      LEFT JOIN deployments d ON d.id = e.deployment_id
-      LEFT JOIN nodes n ON n.id = e.node_id
+      FROM (
+        SELECT e.*, d.user_id, d.name AS deployment_name
+        FROM steady_events e
+        LEFT JOIN deployments d ON d.id = e.deployment_id
+        WHERE e.id <= ${upTo.toString()}::bigint
+          AND (e.id > ${after.toString()}::bigint
+               OR (e.id > ${(after - EVENT_BLOCK + 1n).toString()}::bigint AND e.replica_ids IS NOT NULL
+                   AND e.id + cardinality(e.replica_ids) - 1 > ${after.toString()}::bigint))
+          -- Events of deployments deleted for good are gone with them.
+          AND (d.id IS NOT NULL OR e.deployment_id IS NULL)
+          ${filter.userId === undefined ? sql`` : filter.nodes ? sql`AND (d.user_id = ${filter.userId} OR e.deployment_id IS NULL)` : sql`AND d.user_id = ${filter.userId}`}
+          ${filter.deploymentId === undefined ? sql`` : sql`AND e.deployment_id = ${filter.deploymentId}`}
+        ORDER BY e.id
+        LIMIT ${limit}
+      ) e
+      CROSS JOIN LATERAL (
+        SELECT 0::bigint AS ord, e.subject_id, e.status, e.node_id, e.reason, e.revision WHERE e.replica_ids IS NULL
+        UNION ALL
+        SELECT u.ord - 1, u.subject_id, u.status, u.node_id, u.reason, u.revision
+        FROM unnest(e.replica_ids, e.replica_statuses, e.replica_node_ids, e.replica_reasons, e.replica_revisions)
+          WITH ORDINALITY AS u(subject_id, status, node_id, reason, revision, ord)
+      ) x
+      LEFT JOIN nodes n ON n.id = x.node_id
       LEFT JOIN deployment_status_history h ON e.kind = 'history' AND h.id = e.subject_id
-      WHERE e.id > ${after.toString()}::bigint AND e.id <= ${upTo.toString()}::bigint
-        -- Events of deployments deleted for good are gone with them.
-        AND (d.id IS NOT NULL OR e.deployment_id IS NULL)
-        ${filter.userId === undefined ? sql`` : filter.nodes ? sql`AND (d.user_id = ${filter.userId} OR e.deployment_id IS NULL)` : sql`AND d.user_id = ${filter.userId}`}
-        ${filter.deploymentId === undefined ? sql`` : sql`AND e.deployment_id = ${filter.deploymentId}`}
-      ORDER BY e.id
+      WHERE e.id + x.ord > ${after.toString()}::bigint AND e.id + x.ord <= ${upTo.toString()}::bigint
+      ORDER BY e.id + x.ord
       LIMIT ${limit}
     ) ev ON true
     ORDER BY ev.id::bigint`.execute(db);
-  const deletedThrough = BigInt(rows[0]?.deleted_through ?? '0');
+  const deletedThrough = blockEnd(BigInt(rows[0]?.deleted_through ?? '0'));
   return { events: rows.filter((r) => r.id !== null).map(toRecord), deletedThrough };
 }
 
