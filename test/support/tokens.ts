@@ -60,7 +60,9 @@ export interface TestApp {
 
 export function createTestApp(database: Database, env: Record<string, string> = {}, options: AppOptions = {}): TestApp {
   const ctx: Context = {
-    config: loadConfig({ JWT_SECRET: TEST_SECRET, ...env }),
+    // No rate limit unless a test sets one: every test shares alice's and bob's buckets, and how many
+    // requests the tests before it spent would decide whether a test gets 429s.
+    config: loadConfig({ JWT_SECRET: TEST_SECRET, STEADY_RATE_LIMIT: '0', ...env }),
     database,
     logger: silentLogger,
     metrics: createMetrics({ defaultMetrics: false }),
