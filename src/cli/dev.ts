@@ -3,7 +3,7 @@ import { Option, type Command } from 'commander';
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { DEFAULT_RESERVE } from './agent-docker.js';
-import { integerIn, usageError } from './arguments.js';
+import { durationAtLeast, integerIn, usageError } from './arguments.js';
 import { writeContextFile } from './context-file.js';
 import { readOrCreateDevSecret } from './dev-secret.js';
 import { serverContext, type Cli, type Env } from './io.js';
@@ -23,6 +23,10 @@ export function addDevCommand(program: Command, cli: Cli): Command {
     .option('--start-delay <ms>', 'how long a simulated start takes, in milliseconds', integerIn(0, Number.MAX_SAFE_INTEGER), 1_000)
     .addOption(new Option('--runtime <runtime>', "simulated nodes, or one real node on the local Docker engine (DOCKER_HOST, else /var/run/docker.sock)").choices(['simulated', 'docker']).default('simulated'))
     .option('--network <mode>', "with --runtime docker: the containers' network mode", 'bridge')
+    // A node learns of what was placed on it at its next heartbeat: every step of a rollout waits for
+    // one. A development cluster has a few nodes on one machine, so it asks more often than an agent
+    // of a real cluster (5s).
+    .addOption(new Option('--heartbeat <duration>', "between the nodes' heartbeats").argParser(durationAtLeast(10, '1s (at least 10ms)')).default(1_000, '1s'))
     .action(async (options: DevOptions, command: Command) => {
       if (options.runtime === 'docker' && (command.getOptionValueSource('nodes') === 'cli' || command.getOptionValueSource('startDelay') === 'cli')) {
         usageError(command, '--nodes and --start-delay are for simulated nodes; --runtime docker runs one real node');
@@ -35,6 +39,7 @@ export function addDevCommand(program: Command, cli: Cli): Command {
 interface DevOptions {
   readonly nodes: number;
   readonly startDelay: number;
+  readonly heartbeat: number;
   readonly runtime: 'simulated' | 'docker';
   readonly network: string;
 }
@@ -71,6 +76,7 @@ async function runDev(options: DevOptions, baseConfig: Config, logger: Logger, e
           name: dockerName,
           dockerHost: env.DOCKER_HOST,
           networkMode: options.network,
+          heartbeatMs: options.heartbeat,
           capacity: { reserveCpuCores: DEFAULT_RESERVE.cpuCores, reserveMemoryMb: DEFAULT_RESERVE.memoryMb },
           logger,
         })
@@ -86,6 +92,7 @@ async function runDev(options: DevOptions, baseConfig: Config, logger: Logger, e
           nodes,
           namePrefix: 'dev-node',
           startDelayMs,
+          heartbeatMs: options.heartbeat,
           logger: logger.child({ component: 'agent' }),
           tokenFor: nodeToken,
         })

@@ -68,6 +68,17 @@ describe('steady serve', () => {
 });
 
 describe('steady dev', () => {
+  it('takes the nodes\' heartbeat period, 1s unless told, and refuses one that is not a duration', async () => {
+    const help = await runSteady(['dev', '--help'], {});
+    expect(help.code).toBe(0);
+    expect(help.output).toMatch(/--heartbeat <duration>.*\(default: 1s\)/);
+    for (const bad of ['0', 'soon', '5ms']) {
+      const result = await runSteady(['dev', '--heartbeat', bad], { STEADY_DATA_DIR: tmpDir() });
+      expect(result.code, bad).toBe(2);
+      expect(result.output).toContain('--heartbeat');
+    }
+  });
+
   it('serves on a locked data directory, refuses a second start, stops on SIGTERM, and takes over a stale lock', async () => {
     const dir = tmpDir();
     const env = { ...NO_DB, STEADY_DATA_DIR: dir, PORT: '0', STEADY_CONCURRENCY: '2', XDG_CONFIG_HOME: path.join(dir, 'config') };
