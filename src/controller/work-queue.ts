@@ -62,6 +62,10 @@ export class WorkQueue {
   readonly #backoff: KeyBackoff;
   readonly #workers: PQueue;
   readonly #idleWaiters: Array<() => void> = [];
+  /** Worker tasks handed to #workers and not started yet; never more than the keys they will find. */
+  #queuedTasks = 0;
+  /** Worker tasks handed to #workers and not finished: at most `concurrency`. */
+  #tasks = 0;
   #closed = false;
 
   constructor(private readonly options: WorkQueueOptions) {
@@ -139,9 +143,30 @@ export class WorkQueue {
 
   #enqueue(key: string, trigger: string): void {
     this.#waiting.set(key, trigger);
-    // One p-queue task per waiting key; the task takes whichever key is at the head when it starts, which keeps FIFO
-    // order even though keys re-queued after running get a fresh task.
-    void this.#workers.add(() => this.#runNext());
+    this.#schedule();
+  }
+
+  /**
+   * Hands #workers a task per batch that can start now, at most `concurrency` in all: a backlog of a
+   * hundred thousand keys holds a few tasks, not one (with its closures and promises) per key. Each
+   * task takes whichever keys are at the head of the FIFO when it starts, and schedules again when
+   * it ends.
+   */
+  #schedule(): void {
+    const max = 'maxBatch' in this.options ? Math.max(1, this.options.maxBatch) : 1;
+    while (!this.#closed && this.#tasks < this.options.concurrency && this.#queuedTasks * max < this.#waiting.size) {
+      this.#tasks++;
+      this.#queuedTasks++;
+      void this.#workers.add(async () => {
+        this.#queuedTasks--;
+        try {
+          await this.#runNext();
+        } finally {
+          this.#tasks--;
+          this.#schedule();
+        }
+      });
+    }
   }
 
   async #runNext(): Promise<void> {
