@@ -81,6 +81,36 @@ for (const backend of BACKENDS) {
       expect(history.every((h) => h.changed_by === null || h.old_status === 'none')).toBe(true);
     });
 
+    it('writes one deployment event per reconcile, with the counts that reconcile leaves', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      await insertNode(db);
+      await insertNode(db);
+      const id = await insertDeployment(db, { target: 3 });
+      const events = async () =>
+        (
+          await sql<{ status: string; target_replicas: number; running_replicas: number; updated_replicas: number }>`
+            SELECT status, target_replicas, running_replicas, updated_replicas FROM steady_events
+            WHERE kind = 'deployment' AND deployment_id = ${id} ORDER BY id`.execute(db)
+        ).rows.map((e) => [e.status, e.target_replicas, e.running_replicas, e.updated_replicas]);
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('scheduled');
+      // Created; then placed and scheduled in one transaction: one event, never the placement alone.
+      expect(await events()).toEqual([
+        ['pending', 3, 0, 0],
+        ['scheduled', 3, 0, 3],
+      ]);
+      await agentsTick(db);
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+      // A scale-down leaves the status as it is: the reconcile that stops a replica still reports the count it changed.
+      const seen = (await events()).length;
+      await setTarget(db, id, 2);
+      await expect.poll(async () => (await replicaCounts(db, id)).active, WAIT).toBe(2);
+      await expect.poll(async () => (await events()).slice(seen), WAIT).toEqual([
+        ['running', 2, 3, 3],
+        ['running', 2, 2, 2],
+      ]);
+    });
+
     it('stops every replica of a stopped deployment, brings them back on start, and stops them on delete', async () => {
       // Migrated in this very session, as `steady dev` does on a new data directory: enum array types
       // created after the database opened must not break any statement.

@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(10);
-      expect(down.map((s) => s.version)).toEqual(['0011', '0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(11);
+      expect(down.map((s) => s.version)).toEqual(['0012', '0011', '0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -245,7 +245,7 @@ describeBackends(
       await expectExact('down past 0003 and up again');
     });
 
-    it('0009 (and 0010, 0011 above it) goes down with node events and rollout columns in the log, and up again', async () => {
+    it('0009 (and 0010 to 0012 above it) goes down with node events and rollout columns in the log, and up again', async () => {
       const db = t().database.db;
       const migrator = new Migrator(t().database);
       await migrator.up();
@@ -264,7 +264,7 @@ describeBackends(
         SELECT rollout_state, revision FROM steady_events WHERE deployment_id = ${d!.id}`.execute(db);
       expect(withRollout).toEqual({ rollout_state: 'progressing', revision: 1 });
 
-      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0011', '0010', '0009']);
+      expect((await migrator.down(4)).map((m) => m.version)).toEqual(['0012', '0011', '0010', '0009']);
       expect(await kinds()).toEqual([{ kind: 'deployment', n: 1 }]);
       const { rows: labels } = await sql<{ label: string }>`
         SELECT e.enumlabel AS label FROM pg_enum e JOIN pg_type ty ON ty.oid = e.enumtypid WHERE ty.typname = 'steady_event_kind' ORDER BY e.enumsortorder`.execute(db);
@@ -333,7 +333,7 @@ describeBackends(
         { status: 'cordoned', subject_name: 'ev-0010b' },
       ]);
 
-      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0011', '0010']);
+      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0012', '0011', '0010']);
       expect(await counts()).toEqual(now);
       await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
       expect(await nodeEvents()).toHaveLength(4);
@@ -362,7 +362,7 @@ describeBackends(
       const [first, second] = await replicaRows();
       expect(BigInt(second!.id) - BigInt(first!.id)).toBeGreaterThanOrEqual(65_536n);
 
-      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0011']);
+      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0012', '0011']);
       const rowPerReplica = async () =>
         (await sql<{ id: string; subject_id: string }>`
           SELECT e.id::text, e.subject_id FROM steady_events e WHERE e.kind = 'replica' AND e.deployment_id = ${d!.id} ORDER BY e.id`.execute(db)).rows;
@@ -378,6 +378,55 @@ describeBackends(
       const after = await rowPerReplica();
       expect(after).toHaveLength(6);
       expect(BigInt(after[5]!.id) - BigInt(after[4]!.id)).toBe(1n);
+      await migrator.up();
+    });
+
+    it('0012 defers the deployment events of a transaction that asks, to one per deployment, and goes down to one per statement', async () => {
+      const db = t().database.db;
+      const migrator = new Migrator(t().database);
+      await migrator.up();
+      const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('events-0012') RETURNING id`.execute(db);
+      const { rows: deployments } = await sql<{ id: string }>`
+        INSERT INTO deployments (name, user_id, container_image, target_replicas)
+        VALUES ('ev-0012-a', ${user!.id}, 'web:1', 2), ('ev-0012-b', ${user!.id}, 'web:1', 1) RETURNING id`.execute(db);
+      const [a, b] = deployments.map((d) => d.id) as [string, string];
+      await sql`
+        INSERT INTO deployment_revisions (deployment_id, revision, template_revision, container_image, cpu_cores, memory_mb, gpu_units, storage_gb)
+        SELECT id, 1, 1, 'web:1', 0.1, 64, 0, 1 FROM deployments WHERE id IN (${a}, ${b})`.execute(db);
+      const deploymentEvents = async (id: string, trx = db) =>
+        (await sql<{ status: string; updated: number }>`
+          SELECT status, updated_replicas AS updated FROM steady_events WHERE kind = 'deployment' AND deployment_id = ${id} ORDER BY id`.execute(trx)).rows;
+      const placeBoth = (trx: typeof db) =>
+        sql`INSERT INTO deployment_replicas (deployment_id, status, revision)
+            VALUES (${a}, 'pending', 1), (${a}, 'pending', 1), (${b}, 'pending', 1)`.execute(trx);
+
+      // Deferred: the inserts note both deployments; the patch of one writes an event for both, once each.
+      await db.transaction().execute(async (trx) => {
+        await sql`SELECT set_config('steady.deployment_events', 'deferred', true)`.execute(trx);
+        await placeBoth(trx);
+        expect((await deploymentEvents(a, trx)).length, 'nothing written before the patch').toBe(1);
+        await sql`UPDATE deployments SET status = 'scheduled' WHERE id = ${a}`.execute(trx);
+        await sql`UPDATE deployments SET status = 'scheduled' WHERE id = ${a}`.execute(trx);
+      });
+      expect(await deploymentEvents(a)).toEqual([{ status: 'pending', updated: 0 }, { status: 'scheduled', updated: 2 }]);
+      expect(await deploymentEvents(b)).toEqual([{ status: 'pending', updated: 0 }, { status: 'pending', updated: 1 }]);
+      // With no patch, the flush writes them.
+      await db.transaction().execute(async (trx) => {
+        await sql`SELECT set_config('steady.deployment_events', 'deferred', true)`.execute(trx);
+        await sql`UPDATE deployment_replicas SET status = 'stopped' WHERE deployment_id = ${b}`.execute(trx);
+        await sql`SELECT steady_events_flush_deferred(NULL)`.execute(trx);
+      });
+      expect((await deploymentEvents(b)).map((e) => e.updated)).toEqual([0, 1, 0]);
+      // Not deferred: one event per statement, as before.
+      await placeBoth(db);
+      expect((await deploymentEvents(a)).map((e) => e.updated)).toEqual([0, 2, 4]);
+
+      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0012']);
+      await db.transaction().execute(async (trx) => {
+        await sql`SELECT set_config('steady.deployment_events', 'deferred', true)`.execute(trx);
+        await placeBoth(trx);
+      });
+      expect((await deploymentEvents(a)).map((e) => e.updated)).toEqual([0, 2, 4, 6]);
       await migrator.up();
     });
   },

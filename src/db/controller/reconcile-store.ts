@@ -19,10 +19,11 @@ export class StaleReadError extends Error {
 /**
  * Locks the deployment rows for the rest of the transaction, in id order (so that two batches never
  * wait on each other in a cycle), and reads them with their resources. Silences the NOTIFY triggers
- * for this transaction: the controller's own writes must not wake it. Ids not found are absent.
+ * for this transaction (the controller's own writes must not wake it), and defers its deployment
+ * events to one per deployment, written by `applyPlans` (migration 0012). Ids not found are absent.
  */
 export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
-  await sql`SELECT set_config('steady.quiet', 'on', true)`.execute(tx);
+  await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true)`.execute(tx);
   // Resources come from the desired revision, priced as allocation counts them (CPU in millicores).
   const { rows } = await sql<DeploymentRow>`
     SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
@@ -243,10 +244,13 @@ export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promi
   if (replaced.length > 0) {
     await sql`UPDATE deployment_replicas SET replaced = true WHERE id = ANY(${replaced}::uuid[])`.execute(tx);
   }
-  await patchDeployments(
+  // The deployment events of this transaction, once per deployment with its final counts: written
+  // by the trigger of the patch, or here when there is none.
+  const patched = await patchDeployments(
     tx,
     writes.map((w) => ({ id: w.deploymentId, patch: w.plan.deployment })),
   );
+  if (!patched && creates.length + stops.length + replaced.length > 0) await sql`SELECT steady_events_flush_deferred(NULL)`.execute(tx);
   // Rare (a failed rollout): one deployment at a time, after the patch that records the failure.
   for (const { deploymentId, plan } of writes) {
     if (plan.rollbackTo !== null) await rollBack(tx, deploymentId, plan.rollbackTo, null);
@@ -257,10 +261,13 @@ export async function applyPlans(tx: Tx, writes: readonly PlannedWrite[]): Promi
   );
 }
 
-/** Every changed field of every deployment in one UPDATE; a field a patch leaves out keeps its value. */
-async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: DeploymentPatch }[]): Promise<void> {
+/**
+ * Every changed field of every deployment in one UPDATE; a field a patch leaves out keeps its value.
+ * False when there was nothing to change (and no UPDATE ran).
+ */
+async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: DeploymentPatch }[]): Promise<boolean> {
   const changed = patches.filter(({ patch }) => Object.keys(patch).length > 0);
-  if (changed.length === 0) return;
+  if (changed.length === 0) return false;
   const has = (key: keyof DeploymentPatch) => changed.map(({ patch }) => patch[key] !== undefined);
   const rolls = changed.map(({ patch }) => patch.rollout ?? {});
   const hasRollout = (key: keyof Rollout) => rolls.map((r) => r[key] !== undefined);
@@ -297,6 +304,7 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
            set_ever, ever_running, set_stable, stable_revision, set_rstate, rollout_state, set_rreason, rollout_reason,
            set_rat, rollout_progress_at, set_rbest, rollout_best_available, set_rleast, rollout_least_old, set_rfail, rollout_failures)
     WHERE d.id = v.id`.execute(tx);
+  return true;
 }
 
 function expectRows(actual: bigint | undefined, expected: number, what: string): void {
