@@ -120,7 +120,7 @@ export function serveEnv(env: BenchEnv, database: string, role: 'api' | 'control
  * Node flags that write CPU profiles of the process when --profile is given, one directory per
  * process: each thread (a loader thread too, when run from source) writes its own file there.
  */
-function profileArgs(env: BenchEnv, name: string): string[] {
+export function profileArgs(env: BenchEnv, name: string): string[] {
   return env.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${path.join(env.profileDir, `${name}-${Date.now()}`)}`] : [];
 }
 

@@ -1,5 +1,5 @@
 import { Api, mapLimit, sleep } from '../lib/api.js';
-import { insertNodes, placedReplicas, serveEnv, type BenchEnv } from '../lib/cluster.js';
+import { insertNodes, placedReplicas, profileArgs, serveEnv, type BenchEnv } from '../lib/cluster.js';
 import type { Figure } from '../lib/report.js';
 import { ProcessWatcher, serve } from '../lib/steady.js';
 
@@ -16,7 +16,7 @@ export async function endToEnd(env: BenchEnv): Promise<Figure[]> {
   const database = 'bench_e2e';
   const pool = await env.pg.createDatabase(database);
   const bench = await env.baselines.pgbench(32);
-  const all = await serve(`all(${database})`, 'all', serveEnv(env, database, 'api'), { migrate: true });
+  const all = await serve(`all(${database})`, 'all', serveEnv(env, database, 'api'), { migrate: true, nodeArgs: profileArgs(env, `all-${database}`) });
   const watch = new ProcessWatcher(all.proc.pid);
   try {
     await insertNodes(pool, nodes);

@@ -17,9 +17,11 @@ const EVENT_TRIGGERS: Record<string, string[]> = {
  * What the event stream costs the controller: the same cold start (D × 10 replicas on D/10 nodes,
  * deployments inserted by SQL, controller timed from "became the leader" until every replica is
  * placed) with the event triggers and with them disabled, on the same server, alternating
- * (without, with, five times) so that a change in the machine's load falls on both. A round's wall
- * time moves by up to a quarter with the machine (a checkpoint, another process): the figure is the
- * median of the five rounds' ratios, with the mean beside it.
+ * (five rounds of both, which goes first changing from round to round) so that a change in the
+ * machine's load falls on both. Each run starts right after a CHECKPOINT, so that every run writes
+ * the same full-page images and none meets a checkpoint half-way. A round's wall time still moves by
+ * up to a quarter with the machine: the figure is the median of the five rounds' ratios, with the
+ * mean beside it.
  */
 export async function eventsCost(env: BenchEnv): Promise<Figure[]> {
   const deployments = env.quick ? 2_000 : 10_000;
@@ -29,7 +31,7 @@ export async function eventsCost(env: BenchEnv): Promise<Figure[]> {
   const cpu = { with: [] as number[], without: [] as number[] };
   const wal = { with: [] as number[], without: [] as number[] };
   for (let round = 0; round < rounds; round++) {
-    for (const events of [false, true]) {
+    for (const events of round % 2 === 0 ? [false, true] : [true, false]) {
       const run = await placement(env, deployments, nodes, events, `bench_events_${round}_${events ? 'on' : 'off'}`);
       env.log(`events cost: round ${round + 1}, event triggers ${events ? 'on' : 'off'}: ${run.sec.toFixed(2)} s, ${run.cpuSec.toFixed(2)} CPU s`);
       times[events ? 'with' : 'without'].push(run.sec);
@@ -94,6 +96,7 @@ async function placement(env: BenchEnv, deployments: number, nodes: number, even
     await insertNodes(pool, nodes);
     await insertDeployments(pool, deployments);
     await pool.query('VACUUM ANALYZE');
+    await pool.query('CHECKPOINT');
     const replicas = deployments * 10;
     const controller = await startController(env, database, `events-${events ? 'on' : 'off'}`);
     try {
