@@ -1,5 +1,5 @@
 import { Api, mapLimit, sleep } from '../lib/api.js';
-import { agentsTick, insertNodes, placedReplicas, serveEnv, startAgents, type BenchEnv } from '../lib/cluster.js';
+import { agentsTick, insertNodes, placedReplicas, profileArgs, serveEnv, startAgents, type BenchEnv } from '../lib/cluster.js';
 import type { Figure } from '../lib/report.js';
 import { serve } from '../lib/steady.js';
 import { hammer } from './status-api.js';
@@ -14,7 +14,7 @@ export async function statusAll(env: BenchEnv): Promise<Figure[]> {
   const seconds = env.quick ? 5 : 10;
   const database = 'bench_status_all';
   const pool = await env.pg.createDatabase(database);
-  const all = await serve(`all(${database})`, 'all', serveEnv(env, database, 'api'), { migrate: true });
+  const all = await serve(`all(${database})`, 'all', serveEnv(env, database, 'api'), { migrate: true, nodeArgs: profileArgs(env, `all-${database}`) });
   let agents: { stop(): Promise<void> } | null = null;
   try {
     await insertNodes(pool, 400);
