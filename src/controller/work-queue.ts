@@ -61,6 +61,8 @@ export class WorkQueue {
   readonly #timers = new Map<string, Timer>();
   readonly #backoff: KeyBackoff;
   readonly #workers: PQueue;
+  /** Keys one worker call takes: `maxBatch` for a batch handler, 1 otherwise. */
+  readonly #maxBatch: number;
   readonly #idleWaiters: Array<() => void> = [];
   /** Worker tasks handed to #workers and not started yet; never more than the keys they will find. */
   #queuedTasks = 0;
@@ -71,6 +73,7 @@ export class WorkQueue {
   constructor(private readonly options: WorkQueueOptions) {
     this.#backoff = new KeyBackoff(options.baseBackoffMs ?? 5, options.maxBackoffMs ?? 60_000);
     this.#workers = new PQueue({ concurrency: options.concurrency });
+    this.#maxBatch = 'maxBatch' in options ? Math.max(1, options.maxBatch) : 1;
   }
 
   add(key: string, trigger = 'add'): void {
@@ -153,8 +156,7 @@ export class WorkQueue {
    * it ends.
    */
   #schedule(): void {
-    const max = 'maxBatch' in this.options ? Math.max(1, this.options.maxBatch) : 1;
-    while (!this.#closed && this.#tasks < this.options.concurrency && this.#queuedTasks * max < this.#waiting.size) {
+    while (!this.#closed && this.#tasks < this.options.concurrency && this.#queuedTasks * this.#maxBatch < this.#waiting.size) {
       this.#tasks++;
       this.#queuedTasks++;
       void this.#workers.add(async () => {
@@ -170,11 +172,10 @@ export class WorkQueue {
   }
 
   async #runNext(): Promise<void> {
-    const max = 'maxBatch' in this.options ? Math.max(1, this.options.maxBatch) : 1;
     const items: WorkItem[] = [];
     for (const [key, trigger] of this.#waiting) {
       items.push({ key, trigger });
-      if (items.length >= max) break;
+      if (items.length >= this.#maxBatch) break;
     }
     if (items.length === 0) return; // taken by an earlier batch, or dropped by shutdown
     for (const { key } of items) {
