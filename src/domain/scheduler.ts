@@ -1,4 +1,4 @@
-import { addResources, firstShortfall, nodeFreeCapacity } from './resources.js';
+import { addResources, firstShortfall, nodeFreeCapacity, ZERO_RESOURCES } from './resources.js';
 import type { ResourceKey } from './resources.js';
 import type { Node, Resources } from './types.js';
 
@@ -44,7 +44,7 @@ const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 
  * numbers: free capacity per resource, the allocated fraction, and this deployment's replica count.
  */
 interface Candidate {
-  readonly node: Node;
+  node: Node;
   allocated: Resources;
   freeCpu: number;
   freeMem: number;
@@ -114,17 +114,55 @@ class CandidateHeap {
   }
 
   private down(i: number): void {
+    siftDown(this.items, i, before);
+  }
+}
+
+/** Moves items[i] down a binary heap whose top is what `first` puts first. */
+const siftDown = <T>(items: T[], i: number, first: (a: T, b: T) => boolean): void => {
+  for (;;) {
+    const l = 2 * i + 1;
+    const r = l + 1;
+    let m = i;
+    if (l < items.length && first(items[l]!, items[m]!)) m = l;
+    if (r < items.length && first(items[r]!, items[m]!)) m = r;
+    if (m === i) return;
+    [items[i], items[m]] = [items[m]!, items[i]!];
+    i = m;
+  }
+};
+
+/** The reverse of the spreading order: the heap of BestOf keeps its worst on top. */
+const after = (a: Candidate, b: Candidate): boolean => before(b, a);
+
+/**
+ * The `limit` best candidates offered, in spreading order, kept in a max-heap (the worst on top) so
+ * that an offer worse than all of them costs one comparison and no allocation.
+ */
+class BestOf {
+  readonly items: Candidate[] = [];
+
+  constructor(private readonly limit: number) {}
+
+  /** Whether `c` would be kept; only then does the caller copy it and `add` the copy. */
+  wants(c: Candidate): boolean {
+    return this.items.length < this.limit || before(c, this.items[0]!);
+  }
+
+  add(c: Candidate): void {
     const { items } = this;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < items.length && before(items[l]!, items[m]!)) m = l;
-      if (r < items.length && before(items[r]!, items[m]!)) m = r;
-      if (m === i) return;
-      [items[i], items[m]] = [items[m]!, items[i]!];
-      i = m;
+    if (items.length < this.limit) {
+      items.push(c);
+      for (let i = items.length - 1; i > 0; ) {
+        const parent = (i - 1) >> 1;
+        if (!after(items[i]!, items[parent]!)) return;
+        [items[i], items[parent]] = [items[parent]!, items[i]!];
+        i = parent;
+      }
+      return;
     }
+    items[0] = c;
+    siftDown(items, 0, after);
   }
 }
 
@@ -135,7 +173,10 @@ class CandidateHeap {
  *
  * One pass finds the nodes that can take a replica at all and heaps them in that order; each
  * replica then goes to the top node, whose key only grows (one more replica, more allocated), so it
- * sinks back into the heap, or leaves it once nothing more fits. O(nodes + count · log nodes), no copy
+ * sinks back into the heap, or leaves it once nothing more fits. Of the nodes holding no replica of
+ * this deployment only the `count` first in that order can ever be chosen (each of them comes
+ * before any later one until it has taken a replica, and there are only `count` to place), so only
+ * those are kept, without an object for any other: O(nodes · log count + count · log count), no copy
  * of the fleet: placement runs for every deployment on every node of a large cluster.
  */
 export const placeReplicas = (
@@ -145,15 +186,20 @@ export const placeReplicas = (
   replicasOfDeploymentPerNode: ReadonlyMap<string, number>,
 ): PlacementResult => {
   const candidates: Candidate[] = [];
-  if (count > 0) {
+  if (count > 0 && nodes.length > 0) {
+    const fresh = new BestOf(count);
+    const probe: Candidate = { node: nodes[0]!, allocated: ZERO_RESOURCES, freeCpu: 0, freeMem: 0, freeGpu: 0, freeSto: 0, fraction: 0, count: 0 };
     for (const node of nodes) {
       if (node.status !== 'ready') continue;
-      const c: Candidate = { node, allocated: node.allocated, freeCpu: 0, freeMem: 0, freeGpu: 0, freeSto: 0, fraction: 0, count: 0 };
-      measure(c);
-      if (!fitsIn(c, need)) continue;
-      c.count = replicasOfDeploymentPerNode.get(node.id) ?? 0;
-      candidates.push(c);
+      probe.node = node;
+      probe.allocated = node.allocated;
+      measure(probe);
+      if (!fitsIn(probe, need)) continue;
+      probe.count = replicasOfDeploymentPerNode.size === 0 ? 0 : (replicasOfDeploymentPerNode.get(node.id) ?? 0);
+      if (probe.count > 0) candidates.push({ ...probe });
+      else if (fresh.wants(probe)) fresh.add({ ...probe });
     }
+    candidates.push(...fresh.items);
   }
   const placed = new Map<string, Candidate>();
   const heap = new CandidateHeap(candidates);
