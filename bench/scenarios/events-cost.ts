@@ -125,7 +125,7 @@ async function placement(env: BenchEnv, deployments: number, nodes: number, even
 }
 
 /** D deployments × 10 of 0.1 core and 64 MB, with their resources and revision 1, as the API writes them. */
-async function insertDeployments(pool: pg.Pool, count: number): Promise<void> {
+export async function insertDeployments(pool: pg.Pool, count: number): Promise<void> {
   await pool.query(`INSERT INTO users (subject) VALUES ('events-cost')`);
   await pool.query(
     `WITH d AS (
