@@ -8,10 +8,9 @@
  * A top-level statement's time includes the statements its triggers ran (listed too, unmarked).
  */
 import { randomBytes } from 'node:crypto';
-import { sleep } from './lib/api.js';
-import { insertNodes, placedReplicas, startApi, startController, type BenchEnv } from './lib/cluster.js';
+import { startController, type BenchEnv } from './lib/cluster.js';
 import { CONTROLLER_ROLE, startBenchPostgres } from './lib/postgres.js';
-import { insertDeployments } from './scenarios/events-cost.js';
+import { seedColdStart, untilPlaced } from './scenarios/events-cost.js';
 
 const deployments = Number(process.argv[2] ?? 10_000);
 const top = Number(process.argv[3] ?? 25);
@@ -31,20 +30,15 @@ const env: BenchEnv = {
 try {
   const database = 'bench_statements';
   const pool = await pg.createDatabase(database);
-  await pool.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
-  await pool.query('SELECT pg_reload_conf()');
-  // The API migrates the database on start; nothing else of it is needed.
-  const api = await startApi(env, database);
-  await api.proc.stop();
-  await insertNodes(pool, deployments / 10);
-  await insertDeployments(pool, deployments);
-  await pool.query('VACUUM ANALYZE');
-  await pool.query('CHECKPOINT');
+  await seedColdStart(env, pool, database, deployments, deployments / 10, async () => {
+    await pool.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
+    await pool.query('SELECT pg_reload_conf()');
+  });
   await pool.query('SELECT pg_stat_statements_reset()');
   const controller = await startController(env, database, 'statements');
   try {
     const { at: t0 } = await controller.proc.waitForLine(/became the leader/, 30_000);
-    while ((await placedReplicas(pool)) < deployments * 10) await sleep(100);
+    await untilPlaced(pool, deployments * 10, t0, 'statement profile');
     log(`${deployments} × 10 placed on ${deployments / 10} nodes in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
   } finally {
     await controller.proc.stop();

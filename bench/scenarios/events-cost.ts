@@ -85,29 +85,19 @@ export async function eventsCost(env: BenchEnv): Promise<Figure[]> {
 async function placement(env: BenchEnv, deployments: number, nodes: number, events: boolean, database: string): Promise<{ sec: number; cpuSec: number; walMb: number }> {
   const pool = await env.pg.createDatabase(database);
   try {
-    // The API migrates the database on start; nothing else of it is needed.
-    const api = await startApi(env, database);
-    await api.proc.stop();
-    if (!events) {
+    await seedColdStart(env, pool, database, deployments, nodes, async () => {
+      if (events) return;
       for (const [table, triggers] of Object.entries(EVENT_TRIGGERS)) {
         for (const trigger of triggers) await pool.query(`ALTER TABLE ${table} DISABLE TRIGGER ${trigger}`);
       }
-    }
-    await insertNodes(pool, nodes);
-    await insertDeployments(pool, deployments);
-    await pool.query('VACUUM ANALYZE');
-    await pool.query('CHECKPOINT');
+    });
     const replicas = deployments * 10;
     const controller = await startController(env, database, `events-${events ? 'on' : 'off'}`);
     try {
       const { at: t0 } = await controller.proc.waitForLine(/became the leader/, 30_000);
       const cpu0 = await cpuOf(pool, database, controller.proc.pid);
       const wal0 = await walLsn(pool);
-      for (;;) {
-        if ((await placedReplicas(pool)) >= replicas) break;
-        if (performance.now() - t0 > 900_000) throw new Error(`events cost: not placed within 900 s`);
-        await sleep(100);
-      }
+      await untilPlaced(pool, replicas, t0, 'events cost');
       const sec = (performance.now() - t0) / 1000;
       const cpu1 = await cpuOf(pool, database, controller.proc.pid);
       const walMb = Number((await pool.query<{ b: string }>('SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)::text AS b', [wal0])).rows[0]!.b) / 1048576;
@@ -124,8 +114,38 @@ async function placement(env: BenchEnv, deployments: number, nodes: number, even
   }
 }
 
+/**
+ * The database of a cold start: migrated (by the API, which starts and stops), then whatever
+ * `prepare` does, then N nodes and D deployments × 10 inserted by SQL, analysed, and a CHECKPOINT so
+ * that the placement timed next meets none half-way.
+ */
+export async function seedColdStart(
+  env: BenchEnv,
+  pool: pg.Pool,
+  database: string,
+  deployments: number,
+  nodes: number,
+  prepare: () => Promise<void> = async () => undefined,
+): Promise<void> {
+  const api = await startApi(env, database);
+  await api.proc.stop();
+  await prepare();
+  await insertNodes(pool, nodes);
+  await insertDeployments(pool, deployments);
+  await pool.query('VACUUM ANALYZE');
+  await pool.query('CHECKPOINT');
+}
+
+/** Waits until `replicas` replicas are placed, at most 900 s after `t0`. */
+export async function untilPlaced(pool: pg.Pool, replicas: number, t0: number, what: string): Promise<void> {
+  while ((await placedReplicas(pool)) < replicas) {
+    if (performance.now() - t0 > 900_000) throw new Error(`${what}: not placed within 900 s`);
+    await sleep(100);
+  }
+}
+
 /** D deployments × 10 of 0.1 core and 64 MB, with their resources and revision 1, as the API writes them. */
-export async function insertDeployments(pool: pg.Pool, count: number): Promise<void> {
+async function insertDeployments(pool: pg.Pool, count: number): Promise<void> {
   await pool.query(`INSERT INTO users (subject) VALUES ('events-cost')`);
   await pool.query(
     `WITH d AS (
