@@ -1,5 +1,6 @@
 import type { Context } from '../context.js';
 import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
+import { EventsWake } from '../db/controller/events-wake.js';
 import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,
@@ -30,6 +31,7 @@ const RETENTION_BATCH = 500;
  */
 export class Controller {
   private readonly reconcile: Reconcile;
+  private readonly eventsWake: EventsWake;
   private readonly election: LeaderElection | null;
   private readonly electionConnection: DedicatedConnection | null;
   private active: ActiveController | null = null;
@@ -37,11 +39,14 @@ export class Controller {
 
   constructor(private readonly ctx: Context) {
     const c = ctx.config.controller;
-    this.reconcile = createReconciler(ctx, {
-      backoffBaseMs: c.backoffBaseMs,
-      backoffMaxMs: c.backoffMaxMs,
-      failureThreshold: c.failureThreshold,
-    });
+    this.eventsWake = new EventsWake(ctx.database.db, (err) =>
+      ctx.logger.debug({ err: message(err) }, 'could not wake the event readers; they find the events on their poll'),
+    );
+    this.reconcile = createReconciler(
+      ctx,
+      { backoffBaseMs: c.backoffBaseMs, backoffMaxMs: c.backoffMaxMs, failureThreshold: c.failureThreshold },
+      () => this.eventsWake.wake(),
+    );
     // Its own connection: a renewal must never wait for one busy with reconciles or API requests.
     this.electionConnection = c.leaderElection ? ctx.database.dedicated('election') : null;
     this.election = this.electionConnection
@@ -77,13 +82,15 @@ export class Controller {
   async stop(): Promise<void> {
     if (this.election) await this.election.stop();
     await this.setActive(false);
+    await this.eventsWake.settled();
     await this.electionConnection?.close();
   }
 
-  /** For tests and benchmarks: resolves when nothing is queued, in flight or timed soon. */
+  /** For tests and benchmarks: resolves when nothing is queued, in flight or timed soon, and the event readers were woken. */
   async idle(): Promise<void> {
     await this.transition;
     await this.active?.queue.onIdle();
+    await this.eventsWake.settled();
   }
 
   /** Ask for a reconcile of one deployment (used by tests; production goes through NOTIFY). */

@@ -35,10 +35,12 @@ interface Decided {
  * ones before it; write every plan with one statement per kind of change; commit. Level-triggered:
  * the trigger is only logged, never used to decide.
  *
+ * Its transactions leave waking the event readers to `eventsWritten`, called after a commit that wrote.
+ *
  * When a batch of several fails for a reason of its own (a stale read, an overcommit refused), each
  * deployment is reconciled again alone, so one troubled deployment never holds back the others.
  */
-export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Reconcile {
+export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eventsWritten: () => void): Reconcile {
   const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
     const started = performance.now();
     const ids = [...new Set(items.map((i) => i.key))].sort();
@@ -84,6 +86,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig): Re
       throw err;
     }
     const durationMs = performance.now() - started;
+    if (decided.some((d) => !isEmptyPlan(d.plan))) eventsWritten();
     const reconcileId = randomUUID().slice(0, 8);
     const triggerOf = new Map(items.map((i) => [i.key, i.trigger]));
     const out = new Map<string, ReconcileOutcome>();

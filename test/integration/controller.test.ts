@@ -111,6 +111,35 @@ for (const backend of BACKENDS) {
       ]);
     });
 
+    it('wakes the event readers after its writing reconciles commit, never from inside them', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      await insertNode(db);
+      const heard: string[] = [];
+      const listener = await database.listen(['steady_events'], { onNotification: (n) => heard.push(n.payload) });
+      try {
+        // The test's own writes wake no one (migration 0015): what the readers hear comes from the controller.
+        const id = await insertDeployment(db, { target: 2, silentEvents: true });
+        await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('scheduled');
+        await db.transaction().execute(async (trx) => {
+          await sql`SELECT set_config('steady.events_wake', 'after_commit', true)`.execute(trx);
+          await agentsTick(trx);
+        });
+        await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+        await controller!.idle();
+        await sql`SELECT pg_notify('steady_events', 'marker')`.execute(db);
+        await expect.poll(() => heard.includes('marker'), WAIT).toBe(true);
+        // Two reconciles wrote (placed, then running): a wake after each, or one for both when the
+        // second came while the first was being sent; never one more from inside a transaction.
+        const before = heard.slice(0, heard.indexOf('marker'));
+        expect(before.every((p) => p === '')).toBe(true);
+        expect(before.length).toBeGreaterThanOrEqual(1);
+        expect(before.length).toBeLessThanOrEqual(2);
+      } finally {
+        await listener.close();
+      }
+    });
+
     it('stops every replica of a stopped deployment, brings them back on start, and stops them on delete', async () => {
       // Migrated in this very session, as `steady dev` does on a new data directory: enum array types
       // created after the database opened must not break any statement.

@@ -11,6 +11,8 @@ export interface DeploymentFixture {
   readonly memoryMb?: number;
   readonly gpu?: number;
   readonly storageGb?: number;
+  /** Leave waking the event readers to someone else (migration 0015), as the controller does. */
+  readonly silentEvents?: boolean;
 }
 
 let counter = 0;
@@ -25,6 +27,7 @@ export async function insertUser(db: Db, subject = unique('user')): Promise<stri
 export async function insertDeployment(db: Db, f: DeploymentFixture = {}): Promise<string> {
   const userId = f.userId ?? (await insertUser(db));
   return db.transaction().execute(async (tx) => {
+    if (f.silentEvents) await sql`SELECT set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
     const d = await tx
       .insertInto('deployments')
       .values({ name: f.name ?? unique('app'), user_id: userId, container_image: 'nginx:1.27', target_replicas: f.target ?? 1 })

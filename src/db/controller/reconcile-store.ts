@@ -19,11 +19,13 @@ export class StaleReadError extends Error {
 /**
  * Locks the deployment rows for the rest of the transaction, in id order (so that two batches never
  * wait on each other in a cycle), and reads them with their resources. Silences the NOTIFY triggers
- * for this transaction (the controller's own writes must not wake it), and defers its deployment
- * events to one per deployment, written by `applyPlans` (migration 0012). Ids not found are absent.
+ * for this transaction (the controller's own writes must not wake it), defers its deployment events
+ * to one per deployment, written by `applyPlans` (migration 0012), and leaves waking the event
+ * readers to after the commit (migration 0015, EventsWake). Ids not found are absent.
  */
 export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
-  await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true)`.execute(tx);
+  await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true),
+                    set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
   // Resources come from the desired revision, priced as allocation counts them (CPU in millicores).
   const { rows } = await sql<DeploymentRow>`
     SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
