@@ -7,7 +7,7 @@
  * labelled `· fsync off` (what the tests use; no production server runs so).
  *
  *   --quick            smaller sizes
- *   --only a,b         run only these scenarios: reaction, cold (cold start + steady state + status API),
+ *   --only a,b         run only these scenarios: reaction, reports (agents reporting through the API), cold (cold start + steady state + status API),
  *                      events (the event triggers' cost to a cold start), e2e (submit and place at once), status-all (status and list on `serve --role all`),
  *                      embedded, storm (a rollout storm beside a cold start of the same replicas),
  *                      c1m (a million replicas; not in the default run)
@@ -28,6 +28,7 @@ import type { BenchEnv } from './lib/cluster.js';
 import { pgbenchTps, startBenchPostgres, type BenchPostgres } from './lib/postgres.js';
 import { killAllChildren } from './lib/steady.js';
 import { machineInfo, markdown, textTable, writeResults, type Figure, type Machine } from './lib/report.js';
+import { agentReports } from './scenarios/agent-reports.js';
 import { c1m } from './scenarios/c1m.js';
 import { coldStart, steadyState } from './scenarios/cold-start.js';
 import { endToEnd } from './scenarios/end-to-end.js';
@@ -39,8 +40,8 @@ import { statusAll } from './scenarios/status-all.js';
 import { statusApi } from './scenarios/status-api.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const SCENARIOS = ['reaction', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm', 'c1m'] as const;
-const DEFAULT_SCENARIOS = ['reaction', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm'];
+const SCENARIOS = ['reaction', 'reports', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm', 'c1m'] as const;
+const DEFAULT_SCENARIOS = ['reaction', 'reports', 'cold', 'events', 'e2e', 'status-all', 'embedded', 'storm'];
 /** What the fsync-off repeat runs: where commits are the work. */
 const WRITE_SCENARIOS = ['cold', 'e2e'];
 
@@ -129,6 +130,7 @@ async function main(): Promise<number> {
     };
     try {
       if (scenarios.has('reaction')) await attempt('Reaction', () => reaction(env));
+      if (scenarios.has('reports')) await attempt('Agent reports', () => agentReports(env));
       if (scenarios.has('cold')) {
         await attempt('Cold start', async () => {
           const { figures: cold, cluster } = await coldStart(env);

@@ -7,11 +7,11 @@
 -- commit 5,000 transactions/s, and 2,100/s when each also notifies.
 --
 -- The event triggers now call `steady_events_wake()`, which notifies as before unless the
--- transaction set `steady.events_wake = after_commit`. The controller sets it (with `steady.quiet`)
--- and, after a commit that wrote, sends the notification in a transaction of its own that writes
--- nothing else and does not wait for its flush (src/db/controller/events-wake.ts). A reader that
--- misses a notification still finds the rows on its poll (every second). The events written, their
--- ids and their order are unchanged.
+-- transaction set `steady.events_wake = after_commit`. The controller and the agents' reports set it
+-- (with `steady.quiet`) and, after the commit, send the notifications in a transaction of their own
+-- that writes nothing else and does not wait for its flush (src/db/after-commit-wake.ts). A reader
+-- that misses a notification still finds the rows on its poll (every second). The events written,
+-- their ids and their order are unchanged.
 --
 -- Every trigger function that notified `steady_events` is rewritten in place (its definition read
 -- back from the catalog, the one call replaced), so none of their bodies is repeated here; down

@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
 import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
-import { EventsWake } from '../db/controller/events-wake.js';
+import { AfterCommitWake } from '../db/after-commit-wake.js';
 import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,
@@ -31,7 +31,7 @@ const RETENTION_BATCH = 500;
  */
 export class Controller {
   private readonly reconcile: Reconcile;
-  private readonly eventsWake: EventsWake;
+  private readonly eventsWake: AfterCommitWake;
   private readonly election: LeaderElection | null;
   private readonly electionConnection: DedicatedConnection | null;
   private active: ActiveController | null = null;
@@ -39,13 +39,13 @@ export class Controller {
 
   constructor(private readonly ctx: Context) {
     const c = ctx.config.controller;
-    this.eventsWake = new EventsWake(ctx.database.db, (err) =>
+    this.eventsWake = new AfterCommitWake(ctx.database.db, (err) =>
       ctx.logger.debug({ err: message(err) }, 'could not wake the event readers; they find the events on their poll'),
     );
     this.reconcile = createReconciler(
       ctx,
       { backoffBaseMs: c.backoffBaseMs, backoffMaxMs: c.backoffMaxMs, failureThreshold: c.failureThreshold },
-      () => this.eventsWake.wake(),
+      () => this.eventsWake.events(),
     );
     // Its own connection: a renewal must never wait for one busy with reconciles or API requests.
     this.electionConnection = c.leaderElection ? ctx.database.dedicated('election') : null;

@@ -1,6 +1,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
 import { deleteNode, listNodeOverviews, recordHeartbeat, registerNode, setNodeStatus } from '../../db/queries/nodes.js';
+import { AfterCommitWake } from '../../db/after-commit-wake.js';
 import { reportReplicaStatus } from '../../db/queries/replicas.js';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../domain/errors.js';
 import { requireRole, type ApiEnv } from '../auth.js';
@@ -91,6 +92,9 @@ const report = createRoute({
 
 export function registerNodeRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context): void {
   const db = ctx.database.db;
+  const wake = new AfterCommitWake(db, (err) =>
+    ctx.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not notify after a replica report; the controller resync will see it'),
+  );
 
   app.openapi(
     register,
@@ -156,7 +160,7 @@ export function registerNodeRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context): void
         status: body.status,
         containerId: body.container_id ?? null,
         reason: body.reason ?? null,
-      });
+      }, wake);
       return c.json(replicaJson(result.replica), 200);
     },
     notFoundOnBadId('replica'),

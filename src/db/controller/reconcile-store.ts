@@ -21,7 +21,7 @@ export class StaleReadError extends Error {
  * wait on each other in a cycle), and reads them with their resources. Silences the NOTIFY triggers
  * for this transaction (the controller's own writes must not wake it), defers its deployment events
  * to one per deployment, written by `applyPlans` (migration 0012), and leaves waking the event
- * readers to after the commit (migration 0015, EventsWake). Ids not found are absent.
+ * readers to after the commit (migration 0015, AfterCommitWake). Ids not found are absent.
  */
 export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
   await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true),

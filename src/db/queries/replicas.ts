@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { ConflictError, NotFoundError } from '../../domain/errors.js';
 import type { ReplicaStatus } from '../../domain/types.js';
 import { checkReplicaReport } from '../../domain/validation.js';
+import type { AfterCommitWake } from '../after-commit-wake.js';
 import type { ReplicaRow, Tables } from '../tables.js';
 
 export interface ReplicaReport {
@@ -23,9 +24,14 @@ export interface ReportResult {
  * replica: the controller's reconcile takes the same locks in the same order, so the two serialise
  * instead of deadlocking, and neither acts on a replica status the other is changing.
  * Unknown replica, or one on another node → NotFoundError; an illegal transition → ConflictError.
+ *
+ * Every node reports, so these commits are the most numerous of all: they wake the controller and
+ * the event readers through `wake`, after the commit, not with a NOTIFY that would make each of them
+ * commit alone (migration 0015).
  */
-export async function reportReplicaStatus(db: Kysely<Tables>, report: ReplicaReport): Promise<ReportResult> {
-  return db.transaction().execute(async (tx) => {
+export async function reportReplicaStatus(db: Kysely<Tables>, report: ReplicaReport, wake: AfterCommitWake): Promise<ReportResult> {
+  const result = await db.transaction().execute(async (tx) => {
+    await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
     const owner = await sql<{ id: string }>`
       SELECT d.id FROM deployments d
       WHERE d.id = (
@@ -74,4 +80,6 @@ export async function reportReplicaStatus(db: Kysely<Tables>, report: ReplicaRep
     }
     return { replica: updated, changed: true };
   });
+  if (result.changed) wake.deployments([result.replica.deployment_id]);
+  return result;
 }
