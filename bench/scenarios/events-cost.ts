@@ -26,7 +26,8 @@ const EVENT_TRIGGERS: Record<string, string[]> = {
 export async function eventsCost(env: BenchEnv): Promise<Figure[]> {
   const deployments = env.quick ? 2_000 : 10_000;
   const nodes = deployments / 10;
-  const rounds = 5;
+  // BENCH_EVENTS_ROUNDS=N for more rounds: the spread between rounds is larger than the cost measured.
+  const rounds = Math.max(1, Number(process.env.BENCH_EVENTS_ROUNDS ?? 5) || 5);
   const times = { with: [] as number[], without: [] as number[] };
   const cpu = { with: [] as number[], without: [] as number[] };
   const wal = { with: [] as number[], without: [] as number[] };
