@@ -1,6 +1,6 @@
 import type { Context } from '../context.js';
-import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
 import { AfterCommitWake } from '../db/after-commit-wake.js';
+import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
 import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,

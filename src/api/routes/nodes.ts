@@ -1,7 +1,7 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
-import { deleteNode, listNodeOverviews, recordHeartbeat, registerNode, setNodeStatus } from '../../db/queries/nodes.js';
 import { AfterCommitWake } from '../../db/after-commit-wake.js';
+import { deleteNode, listNodeOverviews, recordHeartbeat, registerNode, setNodeStatus } from '../../db/queries/nodes.js';
 import { reportReplicaStatus } from '../../db/queries/replicas.js';
 import { ConflictError, ForbiddenError, NotFoundError } from '../../domain/errors.js';
 import { requireRole, type ApiEnv } from '../auth.js';
@@ -154,13 +154,17 @@ export function registerNodeRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context): void
     report,
     async (c) => {
       const body = c.req.valid('json');
-      const result = await reportReplicaStatus(db, {
-        replicaId: c.req.valid('param').id,
-        nodeName: c.get('principal').subject,
-        status: body.status,
-        containerId: body.container_id ?? null,
-        reason: body.reason ?? null,
-      }, wake);
+      const result = await reportReplicaStatus(
+        db,
+        {
+          replicaId: c.req.valid('param').id,
+          nodeName: c.get('principal').subject,
+          status: body.status,
+          containerId: body.container_id ?? null,
+          reason: body.reason ?? null,
+        },
+        wake,
+      );
       return c.json(replicaJson(result.replica), 200);
     },
     notFoundOnBadId('replica'),
