@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../context.js';
 import { isTransientDbError } from '../db/database.js';
+import { NodeCache } from '../db/controller/node-cache.js';
 import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock } from '../db/controller/reconcile-store.js';
 import { NodeView } from '../domain/node-view.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
@@ -41,6 +42,8 @@ interface Decided {
  * deployment is reconciled again alone, so one troubled deployment never holds back the others.
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eventsWritten: () => void): Reconcile {
+  // Read under the scheduling lock only, which keeps its reads from overlapping.
+  const fleet = new NodeCache();
   const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
     const started = performance.now();
     const ids = [...new Set(items.map((i) => i.key))].sort();
@@ -54,8 +57,8 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
         const now = ctx.clock.now();
         const planOne = (id: string, nodes: readonly Node[]): Plan =>
           planDeployment({ deployment: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], nodes, now, config: plannerConfig });
-        const planAll = (nodes: readonly Node[]): Decided[] => {
-          const view = new NodeView(nodes);
+        const planAll = ({ nodes, index }: { nodes: readonly Node[]; index?: ReadonlyMap<string, number> }): Decided[] => {
+          const view = new NodeView(nodes, index);
           return present.map((id) => {
             const plan = planOne(id, view.nodes);
             view.take(plan);
@@ -67,13 +70,14 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
         // taken after it cannot overcommit. Drafts without nodes tell, with no I/O, whether this
         // batch will want to place: then it reads every node once, under the lock; otherwise (a
         // status change, a scale-down, a stop) only the draining nodes, which are all it can need.
+        // Every node comes from the fleet kept in memory, which reads only the nodes changed since.
         const locked = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
         if (locked) await takeSchedulingLock(tx);
-        let plans = planAll(await loadNodes(tx, locked ? 'all' : 'draining'));
+        let plans = planAll(locked ? await fleet.read(tx) : { nodes: await loadNodes(tx, 'draining') });
         if (!locked && plans.some((d) => d.plan.create.length > 0 || d.plan.bind.length > 0)) {
           // Rare: replicas moved off a draining node need replacements.
           await takeSchedulingLock(tx);
-          plans = planAll(await loadNodes(tx, 'all'));
+          plans = planAll(await fleet.read(tx));
         }
         const writes = plans.filter((d) => !isEmptyPlan(d.plan));
         if (writes.length > 0) await applyPlans(tx, writes.map((d) => ({ deploymentId: d.id, plan: d.plan, replicas: d.replicas })));

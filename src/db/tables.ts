@@ -35,6 +35,8 @@ export interface NodesTable {
   allocated_memory_mb: ColumnType<string, never, never>;
   allocated_gpu_units: ColumnType<string, never, never>;
   allocated_storage_gb: ColumnType<string, never, never>;
+  /** The transaction that last changed what placement reads of the node (migration 0016); xid8 as text. */
+  changed_xid: ColumnType<string, never, never>;
 }
 
 export interface DeploymentsTable {

@@ -10,11 +10,12 @@ import type { Node, Resources } from './types.js';
  */
 export class NodeView {
   readonly #nodes: Node[];
-  readonly #index: Map<string, number>;
+  readonly #index: ReadonlyMap<string, number>;
 
-  constructor(nodes: readonly Node[]) {
+  /** `index` gives each node's position in `nodes` (built when not given); positions past the end are ignored. */
+  constructor(nodes: readonly Node[], index?: ReadonlyMap<string, number>) {
     this.#nodes = [...nodes];
-    this.#index = new Map(nodes.map((n, i) => [n.id, i]));
+    this.#index = index ?? new Map(nodes.map((n, i) => [n.id, i]));
   }
 
   get nodes(): readonly Node[] {
@@ -25,8 +26,8 @@ export class NodeView {
   take(plan: Plan): void {
     const place = (nodeId: string, need: Resources): void => {
       const i = this.#index.get(nodeId);
-      if (i === undefined) return;
-      const node = this.#nodes[i]!;
+      const node = i === undefined ? undefined : this.#nodes[i];
+      if (i === undefined || node === undefined) return;
       this.#nodes[i] = { ...node, allocated: addResources(node.allocated, need) };
     };
     for (const b of plan.bind) place(b.nodeId, b.resources);

@@ -151,23 +151,28 @@ interface ReplicaRow extends PricedRow {
   template_revision: number | null;
 }
 
+/** The node columns placement reads, CPU in whole millicores as the allocation triggers count it. */
+export const NODE_COLUMNS = sql`n.id, n.name, n.status, floor(n.cpu_cores::numeric * 1000)::float8 AS cpu_millicores, n.memory_mb, n.gpu_units,
+  n.storage_gb, n.allocated_cpu_millicores::float8 AS a_cpu, n.allocated_memory_mb::float8 AS a_mem,
+  n.allocated_gpu_units::float8 AS a_gpu, n.allocated_storage_gb::float8 AS a_sto`;
+
 /** Every node (or only the draining ones) with its capacity and allocation, as of now. */
 export async function loadNodes(db: Kysely<Tables> | Tx, which: 'all' | 'draining' = 'all'): Promise<Node[]> {
   const { rows } = await sql<NodeRow>`
-    SELECT id, name, status, floor(cpu_cores::numeric * 1000)::float8 AS cpu_millicores, memory_mb, gpu_units, storage_gb,
-           allocated_cpu_millicores::float8 AS a_cpu, allocated_memory_mb::float8 AS a_mem, allocated_gpu_units::float8 AS a_gpu, allocated_storage_gb::float8 AS a_sto
-    FROM nodes ${which === 'draining' ? sql`WHERE status = 'draining'` : sql``} ORDER BY id`.execute(db);
-  return rows.map((r) => ({
-    id: r.id,
-    name: r.name,
-    status: r.status,
-    // CPU as the allocation triggers count it: whole millicores, capacity rounded down.
-    capacity: { cpuCores: r.cpu_millicores / 1000, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
-    allocated: { cpuCores: r.a_cpu / 1000, memoryMb: r.a_mem, gpuUnits: r.a_gpu, storageGb: r.a_sto },
-  }));
+    SELECT ${NODE_COLUMNS} FROM nodes n ${which === 'draining' ? sql`WHERE n.status = 'draining'` : sql``} ORDER BY n.id`.execute(db);
+  return rows.map(nodeOf);
 }
 
-interface NodeRow {
+export const nodeOf = (r: NodeRow): Node => ({
+  id: r.id,
+  name: r.name,
+  status: r.status,
+  // Capacity rounded down to whole millicores, as the allocation triggers compare it.
+  capacity: { cpuCores: r.cpu_millicores / 1000, memoryMb: r.memory_mb, gpuUnits: r.gpu_units, storageGb: r.storage_gb },
+  allocated: { cpuCores: r.a_cpu / 1000, memoryMb: r.a_mem, gpuUnits: r.a_gpu, storageGb: r.a_sto },
+});
+
+export interface NodeRow {
   id: string;
   name: string;
   status: Node['status'];
