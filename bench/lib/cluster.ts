@@ -142,6 +142,42 @@ export async function metricSum(url: string, name: string): Promise<number> {
   return sum;
 }
 
+/**
+ * The peaks of a steady process's V8 heap (used and reserved) and of its memory outside the heap,
+ * from its /metrics, sampled every `everyMs`: where its resident memory goes.
+ */
+export class HeapWatcher {
+  private readonly timer: NodeJS.Timeout;
+  private readonly peaks = { used: 0, total: 0, external: 0 };
+
+  constructor(
+    private readonly url: string,
+    everyMs = 1_000,
+  ) {
+    this.timer = setInterval(() => void this.sample().catch(() => undefined), everyMs);
+    this.timer.unref();
+  }
+
+  private async sample(): Promise<void> {
+    const [used, total, external] = await Promise.all(
+      ['steady_nodejs_heap_size_used_bytes', 'steady_nodejs_heap_size_total_bytes', 'steady_nodejs_external_memory_bytes'].map((m) => metricSum(this.url, m)),
+    );
+    this.peaks.used = Math.max(this.peaks.used, used!);
+    this.peaks.total = Math.max(this.peaks.total, total!);
+    this.peaks.external = Math.max(this.peaks.external, external!);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  /** For a figure's note. */
+  describe(): string {
+    const mb = (b: number) => `${Math.round(b / 1_048_576)} MB`;
+    return `peak V8 heap used ${mb(this.peaks.used)} of ${mb(this.peaks.total)} reserved; outside the heap ${mb(this.peaks.external)}`;
+  }
+}
+
 /** Waits until the controller has done nothing for `quietMs` (no reconcile counted, queue empty). */
 export async function waitControllerQuiet(controllerUrl: string, quietMs: number, timeoutMs: number): Promise<void> {
   const deadline = performance.now() + timeoutMs;

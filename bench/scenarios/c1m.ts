@@ -1,5 +1,5 @@
 import { Api, mapLimit, sleep } from '../lib/api.js';
-import { agentsTick, insertNodes, metricSum, placedReplicas, startApi, startController, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
+import { agentsTick, HeapWatcher, insertNodes, metricSum, placedReplicas, startApi, startController, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
 import { API_ROLE, controllerStatements, resetStatementsOf, statementsOf } from '../lib/postgres.js';
 import type { Figure } from '../lib/report.js';
 import { ProcessWatcher, sampleProcess } from '../lib/steady.js';
@@ -22,6 +22,8 @@ export async function c1m(env: BenchEnv): Promise<Figure[]> {
   const controller = await startController(env, database, 'c1m');
   const apiWatch = new ProcessWatcher(api.proc.pid, 500);
   const ctlWatch = new ProcessWatcher(controller.proc.pid, 500);
+  const ctlHeap = new HeapWatcher(controller.url);
+  const apiHeap = new HeapWatcher(api.url);
   try {
     await insertNodes(pool, nodes);
     const users = await Promise.all(Array.from({ length: 100 }, (_, i) => Api.as(api.url, env.secret, `c1m-user-${i}`)));
@@ -65,8 +67,7 @@ export async function c1m(env: BenchEnv): Promise<Figure[]> {
     const { rows: size } = await pool.query<{ mb: number; rows: string }>(
       `SELECT pg_database_size(current_database()) / 1048576.0 AS mb, (SELECT count(*) FROM deployment_replicas)::text AS rows`,
     );
-    apiWatch.stop();
-    ctlWatch.stop();
+    for (const w of [apiWatch, ctlWatch, apiHeap, ctlHeap]) w.stop();
     const scenario = 'C1M';
     return [
       {
@@ -96,12 +97,11 @@ export async function c1m(env: BenchEnv): Promise<Figure[]> {
         met: (s1.calls - s0.calls) / sec < 1,
         note: `${s1.calls - s0.calls} in ${Math.round(sec)} s; controller CPU ${(((c1.cpuSec - c0.cpuSec) / sec) * 100).toFixed(1)} % of a core`,
       },
-      { scenario, metric: 'controller peak RSS (VmHWM)', value: ctlWatch.peakHwmMb, unit: 'MB', target: '≤ 300 MB', met: ctlWatch.peakHwmMb <= 300 },
-      { scenario, metric: 'API peak RSS (VmHWM)', value: apiWatch.peakHwmMb, unit: 'MB', target: '≤ 300 MB', met: apiWatch.peakHwmMb <= 300 },
+      { scenario, metric: 'controller peak RSS (VmHWM)', value: ctlWatch.peakHwmMb, unit: 'MB', target: '≤ 300 MB', met: ctlWatch.peakHwmMb <= 300, note: ctlHeap.describe() },
+      { scenario, metric: 'API peak RSS (VmHWM)', value: apiWatch.peakHwmMb, unit: 'MB', target: '≤ 300 MB', met: apiWatch.peakHwmMb <= 300, note: apiHeap.describe() },
     ];
   } finally {
-    apiWatch.stop();
-    ctlWatch.stop();
+    for (const w of [apiWatch, ctlWatch, apiHeap, ctlHeap]) w.stop();
     await controller.proc.stop();
     await api.proc.stop();
     await pool.end();
