@@ -201,6 +201,20 @@ describeBackends('API nodes and replicas', (t) => {
       expect(d.ever_running).toBe(true);
     });
 
+    it('keeps the container id a report leaves out, and the start time of a replica already running', async () => {
+      const n = await register('node-keep');
+      const token = await nodeToken('node-keep');
+      const { replicas } = await deploymentWith('keep', n.node_id, ['pending']);
+      const id = replicas[0]!.id;
+      const report = (body: Record<string, unknown>) => api.call('POST', `/api/replicas/${id}/status`, { token, body });
+      expect((await report({ status: 'starting', container_id: 'c-keep' })).status).toBe(200);
+      expect((await report({ status: 'running' })).status).toBe(200);
+      const running = await replica(id);
+      expect(running).toMatchObject({ status: 'running', container_id: 'c-keep', reason: null, stopped_at: null });
+      expect((await report({ status: 'failed', reason: 'OOMKilled' })).status).toBe(200);
+      expect(await replica(id)).toMatchObject({ status: 'failed', container_id: 'c-keep', reason: 'OOMKilled', started_at: running.started_at });
+    });
+
     it('treats a repeated report as an idempotent 200 and refuses illegal transitions with 409 and the reason', async () => {
       await register('node-ill');
       const n = await db().selectFrom('nodes').select('id').where('name', '=', 'node-ill').executeTakeFirstOrThrow();

@@ -31,54 +31,43 @@ export interface ReportResult {
  */
 export async function reportReplicaStatus(db: Kysely<Tables>, report: ReplicaReport, wake: AfterCommitWake): Promise<ReportResult> {
   const result = await db.transaction().execute(async (tx) => {
-    await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
-    const owner = await sql<{ id: string }>`
-      SELECT d.id FROM deployments d
-      WHERE d.id = (
-        SELECT r.deployment_id FROM deployment_replicas r JOIN nodes n ON n.id = r.node_id
-        WHERE r.id = ${report.replicaId} AND n.name = ${report.nodeName}
-      )
-      FOR UPDATE
-    `.execute(tx);
-    const deploymentId = owner.rows[0]?.id;
-    if (!deploymentId) throw new NotFoundError('replica');
-
-    const current = await sql<ReplicaRow>`
-      SELECT r.* FROM deployment_replicas r JOIN nodes n ON n.id = r.node_id
+    // One statement: the transaction's settings, then the deployment's lock and the replica's, in
+    // that order (FOR UPDATE OF locks in the order named). Reports are the most numerous writes:
+    // each round trip is time the deployment's row stays locked.
+    const current = await sql<ReplicaRow & { quiet: string; wake: string }>`
+      SELECT r.*, set_config('steady.quiet', 'on', true) AS quiet, set_config('steady.events_wake', 'after_commit', true) AS wake
+      FROM deployment_replicas r
+      JOIN nodes n ON n.id = r.node_id
+      JOIN deployments d ON d.id = r.deployment_id
       WHERE r.id = ${report.replicaId} AND n.name = ${report.nodeName}
-      FOR UPDATE OF r
+      FOR UPDATE OF d, r
     `.execute(tx);
-    const replica = current.rows[0];
-    if (!replica) throw new NotFoundError('replica');
+    const found = current.rows[0];
+    if (!found) throw new NotFoundError('replica');
+    const { quiet: _quiet, wake: _wake, ...replica } = found;
 
     const check = checkReplicaReport(replica.status, report.status);
     if (check.kind === 'unchanged') return { replica, changed: false };
     if (check.kind === 'illegal') throw new ConflictError(check.reason);
 
     const terminal = report.status === 'stopped' || report.status === 'failed';
-    const updated = await tx
-      .updateTable('deployment_replicas')
-      .set({
-        status: report.status,
-        container_id: report.containerId ?? sql<string | null>`container_id`,
-        started_at: report.status === 'running' ? sql<Date>`now()` : sql<Date | null>`started_at`,
-        stopped_at: terminal ? sql<Date>`now()` : sql<Date | null>`stopped_at`,
-        reason: report.reason,
-        updated_at: sql<Date>`now()`,
-      })
-      .where('id', '=', report.replicaId)
-      .returningAll()
-      .executeTakeFirstOrThrow();
-    if (report.status === 'running') {
-      // CrashLoopBackOff needs to know whether the deployment ever ran; the report is where we learn it.
-      await tx
-        .updateTable('deployments')
-        .set({ ever_running: true })
-        .where('id', '=', deploymentId)
-        .where('ever_running', '=', false)
-        .execute();
-    }
-    return { replica: updated, changed: true };
+    const running = report.status === 'running';
+    // CrashLoopBackOff needs to know whether the deployment ever ran; the report is where we learn it.
+    const updated = await sql<ReplicaRow>`
+      WITH ran AS (
+        UPDATE deployments SET ever_running = true WHERE id = ${replica.deployment_id} AND NOT ever_running AND ${running}
+      )
+      UPDATE deployment_replicas SET
+        status = ${report.status}::replicastatus,
+        container_id = coalesce(${report.containerId}, container_id),
+        started_at = CASE WHEN ${running} THEN now() ELSE started_at END,
+        stopped_at = CASE WHEN ${terminal} THEN now() ELSE stopped_at END,
+        reason = ${report.reason},
+        updated_at = now()
+      WHERE id = ${report.replicaId}
+      RETURNING *
+    `.execute(tx);
+    return { replica: updated.rows[0]!, changed: true };
   });
   if (result.changed) wake.deployments([result.replica.deployment_id]);
   return result;
