@@ -13,6 +13,8 @@ export interface Metrics {
   readonly replicasByStatus: Gauge<'status'>;
   readonly isLeader: Gauge;
   readonly binderPasses: Counter;
+  readonly nodeReads: Counter<'kind'>;
+  readonly nodeRowsRead: Counter;
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly httpRateLimited: Counter;
@@ -56,6 +58,13 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Passes that read every node to bind replicas waiting for one (at most one a second).',
       registers,
     }),
+    nodeReads: new Counter({
+      name: 'steady_node_reads_total',
+      help: 'Reads of the nodes for placement: every node (full), or only those changed since the last read (changed).',
+      labelNames: ['kind'],
+      registers,
+    }),
+    nodeRowsRead: new Counter({ name: 'steady_node_rows_read_total', help: 'Node rows those reads fetched.', registers }),
     httpRequests: new Counter({
       name: 'steady_http_requests_total',
       help: 'HTTP requests by method, route pattern and status.',

@@ -43,7 +43,13 @@ interface Decided {
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eventsWritten: () => void): Reconcile {
   // Read under the scheduling lock only, which keeps its reads from overlapping.
-  const fleet = new NodeCache();
+  const cache = new NodeCache();
+  const readFleet = async (tx: Parameters<NodeCache['read']>[0]) => {
+    const fleet = await cache.read(tx);
+    ctx.metrics.nodeReads.inc({ kind: cache.lastRead.full ? 'full' : 'changed' });
+    ctx.metrics.nodeRowsRead.inc(cache.lastRead.rows);
+    return fleet;
+  };
   const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
     const started = performance.now();
     const ids = [...new Set(items.map((i) => i.key))].sort();
@@ -73,11 +79,11 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
         // Every node comes from the fleet kept in memory, which reads only the nodes changed since.
         const locked = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
         if (locked) await takeSchedulingLock(tx);
-        let plans = planAll(locked ? await fleet.read(tx) : { nodes: await loadNodes(tx, 'draining') });
+        let plans = planAll(locked ? await readFleet(tx) : { nodes: await loadNodes(tx, 'draining') });
         if (!locked && plans.some((d) => d.plan.create.length > 0 || d.plan.bind.length > 0)) {
           // Rare: replicas moved off a draining node need replacements.
           await takeSchedulingLock(tx);
-          plans = planAll(await fleet.read(tx));
+          plans = planAll(await readFleet(tx));
         }
         const writes = plans.filter((d) => !isEmptyPlan(d.plan));
         if (writes.length > 0) await applyPlans(tx, writes.map((d) => ({ deploymentId: d.id, plan: d.plan, replicas: d.replicas })));

@@ -290,6 +290,14 @@ for (const backend of BACKENDS) {
       const sum = batches.find((v) => v.metricName === 'steady_reconcile_batch_size_sum')?.value ?? 0;
       expect(sum).toBeGreaterThanOrEqual(60);
       expect(count).toBeLessThan(sum / 2); // batches of several, not one transaction each
+      // The nodes were read in full once; every later placement read only those changed since.
+      const reads = (await ctx.metrics.nodeReads.get()).values;
+      const full = reads.find((v) => v.labels.kind === 'full')?.value ?? 0;
+      const changed = reads.find((v) => v.labels.kind === 'changed')?.value ?? 0;
+      expect(full).toBe(1);
+      expect(changed).toBeGreaterThan(0);
+      const rows = (await ctx.metrics.nodeRowsRead.get()).values[0]?.value ?? 0;
+      expect(rows).toBeLessThan((full + changed) * 30);
     });
 
     it('reconciles the rest of a batch when one deployment in it keeps failing', async () => {
