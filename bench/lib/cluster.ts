@@ -132,9 +132,18 @@ export async function startController(env: BenchEnv, database: string, label: st
   return serve(`controller(${database})`, 'controller', serveEnv(env, database, 'controller'), { nodeArgs: profileArgs(env, `controller-${label}`) });
 }
 
-/** Sum of a Prometheus counter's samples from a /metrics text. */
+/** Sum of a Prometheus metric's samples, from the process's /metrics. */
 export async function metricSum(url: string, name: string): Promise<number> {
+  return (await metricSums(url, [name]))[0]!;
+}
+
+/** Sums of several Prometheus metrics' samples, from one read of /metrics. */
+export async function metricSums(url: string, names: readonly string[]): Promise<number[]> {
   const text = await (await fetch(`${url}/metrics`)).text();
+  return names.map((name) => sumOf(text, name));
+}
+
+function sumOf(text: string, name: string): number {
   let sum = 0;
   for (const line of text.split('\n')) {
     if (line.startsWith(`${name}{`) || line.startsWith(`${name} `)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
@@ -159,9 +168,11 @@ export class HeapWatcher {
   }
 
   private async sample(): Promise<void> {
-    const [used, total, external] = await Promise.all(
-      ['steady_nodejs_heap_size_used_bytes', 'steady_nodejs_heap_size_total_bytes', 'steady_nodejs_external_memory_bytes'].map((m) => metricSum(this.url, m)),
-    );
+    const [used, total, external] = await metricSums(this.url, [
+      'steady_nodejs_heap_size_used_bytes',
+      'steady_nodejs_heap_size_total_bytes',
+      'steady_nodejs_external_memory_bytes',
+    ]);
     this.peaks.used = Math.max(this.peaks.used, used!);
     this.peaks.total = Math.max(this.peaks.total, total!);
     this.peaks.external = Math.max(this.peaks.external, external!);
@@ -184,8 +195,7 @@ export async function waitControllerQuiet(controllerUrl: string, quietMs: number
   let last = -1;
   let since = performance.now();
   for (;;) {
-    const n = await metricSum(controllerUrl, 'steady_reconciles_total');
-    const depth = await metricSum(controllerUrl, 'steady_workqueue_depth');
+    const [n, depth] = (await metricSums(controllerUrl, ['steady_reconciles_total', 'steady_workqueue_depth'])) as [number, number];
     if (n !== last || depth > 0) {
       last = n;
       since = performance.now();
