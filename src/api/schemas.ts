@@ -209,6 +209,11 @@ export const DeploymentStatusSchema = z
     created_at: timestamp,
     updated_at: timestamp,
     revision: z.number().int().openapi({ description: 'the desired revision' }),
+    generation: z.number().int().openapi({ description: 'bumped by every change of the spec (target, template, stop/start/delete, pause)' }),
+    observed_generation: z
+      .number()
+      .int()
+      .openapi({ description: 'the generation the controller has acted on; while lower than generation, the rest describes the deployment before the change' }),
     reason: z.string().nullable().openapi({ description: 'why the deployment is where it is, e.g. Unschedulable: …' }),
     rollout: RolloutSchema,
     command: z.array(z.string()).nullable(),

@@ -64,6 +64,8 @@ export function deploymentStatusJson(d: DeploymentStatusRecord) {
     created_at: iso(d.createdAt),
     updated_at: iso(d.updatedAt),
     revision: d.revision,
+    generation: d.generation,
+    observed_generation: d.observedGeneration,
     reason: d.reason,
     rollout: {
       state: d.rollout.state,

@@ -68,7 +68,12 @@ type Progress = { readonly done: true; readonly failed: boolean; readonly line: 
 
 const ACTIVE = new Set(['pending', 'starting', 'running']);
 
-/** Where a rollout stands, in kubectl's words. */
+/**
+ * Where a rollout stands, in kubectl's words. As kubectl's, it trusts the counts only once the
+ * controller has acted on the latest change (observed_generation), and a complete rollout is done
+ * only while its replicas are all there and available: after a scale, `complete` still describes the
+ * template, not the new count.
+ */
 export function rolloutProgress(d: DeploymentState): Progress {
   const name = `deployment "${d.name}"`;
   const rollout = d.rollout;
@@ -79,26 +84,29 @@ export function rolloutProgress(d: DeploymentState): Progress {
     const running = d.replicas.filter((r) => r.status === 'running').length;
     return d.status === 'running' ? { done: true, failed: false, line: `${name} successfully rolled out` } : { done: false, line: `Waiting for ${name}: ${running} of ${d.target_replicas} replicas running...` };
   }
-  const waiting = `Waiting for ${name} rollout to finish`;
-  switch (rollout.state) {
-    case 'complete':
-      return { done: true, failed: false, line: `${name} successfully rolled out (revision ${rollout.revision})` };
-    case 'failed':
-      return { done: true, failed: true, line: `${name} rollout to revision ${rollout.revision} failed: ${rollout.reason ?? d.reason ?? 'no reason given'}` };
-    case 'paused':
-      return { done: false, line: `Waiting for ${name}: the rollout to revision ${rollout.revision} is paused (steady rollout resume ${d.name})` };
-    default: {
-      const blocked = rollout.reason ? ` (${rollout.reason})` : '';
-      if (rollout.updated_replicas < d.target_replicas) {
-        return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
-      }
-      const old = d.replicas.filter((r) => ACTIVE.has(r.status)).length - rollout.updated_replicas;
-      if (old > 0) return { done: false, line: `${waiting}: ${old} old replicas are pending termination...${blocked}` };
-      // All there and available: only the controller's word that it completed is missing (no line).
-      if (rollout.available_replicas >= d.target_replicas) return { done: false, line: '' };
-      return { done: false, line: `${waiting}: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...${blocked}` };
-    }
+  if (rollout.state === 'failed') {
+    return { done: true, failed: true, line: `${name} rollout to revision ${rollout.revision} failed: ${rollout.reason ?? d.reason ?? 'no reason given'}` };
   }
+  if (rollout.state === 'paused') {
+    return { done: false, line: `Waiting for ${name}: the rollout to revision ${rollout.revision} is paused (steady rollout resume ${d.name})` };
+  }
+  // A server from before observed_generation sends neither field: its counts are taken as they are.
+  if (d.observed_generation !== undefined && d.observed_generation < d.generation) {
+    return { done: false, line: `Waiting for ${name} spec update to be observed...` };
+  }
+  const waiting = `Waiting for ${name} rollout to finish`;
+  const blocked = rollout.reason ? ` (${rollout.reason})` : '';
+  if (rollout.updated_replicas < d.target_replicas) {
+    return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
+  }
+  const old = d.replicas.filter((r) => ACTIVE.has(r.status)).length - rollout.updated_replicas;
+  if (old > 0) return { done: false, line: `${waiting}: ${old} old replicas are pending termination...${blocked}` };
+  if (rollout.available_replicas < d.target_replicas) {
+    return { done: false, line: `${waiting}: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...${blocked}` };
+  }
+  if (rollout.state === 'complete') return { done: true, failed: false, line: `${name} successfully rolled out (revision ${rollout.revision})` };
+  // All there and available: only the controller's word that it completed is missing (no line).
+  return { done: false, line: '' };
 }
 
 const changeKey = (c: DeploymentState['recent_status_changes'][number]): string => `${c.changed_at} ${c.old_status} ${c.new_status}`;

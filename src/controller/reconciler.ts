@@ -178,6 +178,7 @@ export function describePlan(plan: Plan): Record<string, unknown> {
     out.new_replicas = plan.step.newReplicas;
   }
   if (plan.rollbackTo !== null) out.rolled_back_to = plan.rollbackTo;
+  if (plan.deployment.observedGeneration !== undefined) out.generation = plan.deployment.observedGeneration;
   const reason = plan.deployment.statusReason ?? plan.createReason;
   if (reason) out.reason = reason;
   if (plan.requeueAfterMs !== null) out.requeue_after_ms = plan.requeueAfterMs;

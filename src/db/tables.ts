@@ -49,7 +49,9 @@ export interface DeploymentsTable {
   created_at: Timestamp;
   updated_at: Timestamp;
   deleted_at: NullableTimestamp;
+  /** Bumped by every change of the spec (0002); the controller writes what it acted on to observed_generation (0017). */
   generation: ColumnType<number, number | undefined, number>;
+  observed_generation: ColumnType<number, number | undefined, number>;
   status_reason: string | null;
   restart_count: ColumnType<number, number | undefined, number>;
   backoff_until: NullableTimestamp;

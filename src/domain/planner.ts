@@ -50,6 +50,8 @@ export interface DeploymentPatch {
   /** The rollout's fields that change. */
   readonly rollout?: Partial<Rollout>;
   readonly stableRevision?: number;
+  /** The generation this plan acted on, when the deployment had not recorded it yet. */
+  readonly observedGeneration?: number;
 }
 
 /** What a rollout step did, for the operator's log line. */
@@ -80,7 +82,7 @@ export interface Plan {
   readonly step: StepSummary | null;
 }
 
-type Tracked = Required<Omit<DeploymentPatch, 'rollout' | 'stableRevision'>>;
+type Tracked = Required<Omit<DeploymentPatch, 'rollout' | 'stableRevision' | 'observedGeneration'>>;
 
 const backoffMs = (restartCount: number, config: PlannerConfig): number =>
   // The exponent is capped so a huge restart count cannot make base * 2^n Infinity (or NaN for base 0).
@@ -124,8 +126,18 @@ const terminalReason = (d: Deployment): string | null =>
         ? 'DeploymentFailed'
         : null;
 
-/** Decides, from the deployment's desired state and observed replicas alone, what to change. Pure. */
+/**
+ * Decides, from the deployment's desired state and observed replicas alone, what to change. Pure.
+ * The plan records the generation it acted on (written in the same transaction as its actions), so
+ * a reader of the status knows whether it describes the latest spec.
+ */
 export const planDeployment = (input: PlannerInput): Plan => {
+  const plan = planActions(input);
+  const d = input.deployment;
+  return d.observedGeneration === d.generation ? plan : { ...plan, deployment: { ...plan.deployment, observedGeneration: d.generation } };
+};
+
+const planActions = (input: PlannerInput): Plan => {
   const { deployment: d, replicas, now, config } = input;
   const need = d.resources;
   const stop: PlannedStop[] = [];

@@ -84,6 +84,9 @@ export interface Deployment {
   readonly backoffUntil: Date | null;
   /** Whether any replica of this deployment has ever reported `running`. */
   readonly everRunning: boolean;
+  /** Bumped by every change of the spec; a reconcile records the one it acted on as observedGeneration. */
+  readonly generation: number;
+  readonly observedGeneration: number;
 }
 
 export interface Replica {

@@ -146,6 +146,29 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
     expect(resumed.stdout).toMatch(/successfully rolled out \(revision 2\)\n$/);
   }, PATIENCE_MS * 2);
 
+  it('rollout status after a scale waits for the new replicas, not only for the template', async () => {
+    await steady(['apply', '-f', file('grown.yaml', manifest('grown', 'nginx:1.27', 1))]);
+    expect((await steady(['rollout', 'status', 'grown', '--timeout', '120s'])).code).toBe(0);
+    // Two nodes of 4 cores cannot hold 40 replicas of half a core: the template is rolled out, the count never is.
+    expect(await steady(['scale', 'grown', '--replicas', '40'])).toEqual({ code: 0, stdout: 'deployment/grown scaled\n', stderr: '' });
+    // Once the controller has acted on the scale, the count alone holds the rollout status back.
+    await until('the scale to be observed', async () => {
+      const d = await status('grown');
+      return d.observed_generation === d.generation;
+    });
+    const short = await steady(['rollout', 'status', 'grown', '--timeout', '2s']);
+    expect(short.code).toBe(1);
+    expect(short.stdout).toMatch(/^(Waiting for deployment "grown" rollout to finish: \d+ of 40 updated replicas are available\.\.\.\n)+$/);
+    expect(short.stderr).toBe('error: timed out waiting for deployment "grown" to roll out\n');
+    expect(await steady(['scale', 'grown', '--replicas', '2'])).toEqual({ code: 0, stdout: 'deployment/grown scaled\n', stderr: '' });
+    const done = await steady(['rollout', 'status', 'grown', '--timeout', '120s']);
+    expect(done.code).toBe(0);
+    expect(done.stdout).toMatch(/deployment "grown" successfully rolled out \(revision 1\)\n$/);
+    const d = await status('grown');
+    expect(d.replicas.filter((r) => r.status === 'running')).toHaveLength(2);
+    expect(d.observed_generation).toBe(d.generation);
+  }, PATIENCE_MS * 2);
+
   it('get deployments -w prints a row for every change while a deployment scales and rolls', async () => {
     await steady(['apply', '-f', file('watched.yaml', manifest('watched', 'nginx:1.27', 1))]);
     expect((await steady(['rollout', 'status', 'watched', '--timeout', '120s'])).code).toBe(0);

@@ -17,13 +17,16 @@ const spec = (name: string, extra: Record<string, unknown> = {}) => ({
 });
 
 const SEED_FIELDS = ['created_at', 'deployment_id', 'health', 'name', 'recent_status_changes', 'replicas', 'resources', 'status', 'target_replicas', 'updated_at'];
-/** DESIGN.md section 3's additive fields (revision, reason, rollout), and the desired template and strategy. */
-const ADDED_FIELDS = ['revision', 'reason', 'rollout', 'container_image', 'command', 'env', 'strategy'];
+/** DESIGN.md section 3's additive fields (revision, reason, rollout), the desired template and strategy, and the generations. */
+const ADDED_FIELDS = ['revision', 'reason', 'rollout', 'container_image', 'command', 'env', 'strategy', 'generation', 'observed_generation'];
 
 /** The seed's "After (Real)" object, field for field, plus the additive fields: exact key sets and value types. */
 function expectSeedShape(body: Record<string, unknown>): void {
   expect(Object.keys(body).sort()).toEqual([...SEED_FIELDS, ...ADDED_FIELDS].sort());
   expect(Number.isInteger(body.revision)).toBe(true);
+  expect(Number.isInteger(body.generation)).toBe(true);
+  expect(Number.isInteger(body.observed_generation)).toBe(true);
+  expect(body.observed_generation as number).toBeLessThanOrEqual(body.generation as number);
   expect(Object.keys(body.rollout as object).sort()).toEqual(['available_replicas', 'reason', 'revision', 'state', 'updated_replicas']);
   expect(['progressing', 'complete', 'paused', 'failed']).toContain((body.rollout as { state: string }).state);
   expect(body.deployment_id).toMatch(UUID);
@@ -196,6 +199,9 @@ describeBackends('API deployments', (t, backend) => {
       expect((body.recent_status_changes as unknown[])[0]).toMatchObject({ old_status: 'replicas:3', new_status: 'replicas:5', reason: 'User-initiated scaling' });
       const row = await rowOf(d.deployment_id);
       expect(row.generation).toBe(2);
+      // No controller runs here: the answer says the scale is not acted on yet.
+      expect(body).toMatchObject({ generation: 2, observed_generation: row.observed_generation });
+      expect(d).toMatchObject({ generation: 1, observed_generation: 0 });
       expect(row.updated_at.getTime()).toBeGreaterThan(new Date(d.updated_at as string).getTime() - 1);
       const history = await historyOf(d.deployment_id);
       expect(history.at(-1)).toMatchObject({ old_status: 'replicas:3', new_status: 'replicas:5', changed_by: row.user_id });

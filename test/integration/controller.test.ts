@@ -81,6 +81,29 @@ for (const backend of BACKENDS) {
       expect(history.every((h) => h.changed_by === null || h.old_status === 'none')).toBe(true);
     });
 
+    it('records the generation each reconcile acted on, with its actions, never ahead of the spec', async () => {
+      const { database } = await setUp();
+      const db = database.db;
+      await insertNode(db);
+      await insertNode(db);
+      const id = await insertDeployment(db, { target: 2 });
+      const generations = async () =>
+        db.selectFrom('deployments').select(['generation', 'observed_generation']).where('id', '=', id).executeTakeFirstOrThrow();
+      await expect.poll(async () => (await generations()).observed_generation, WAIT).toBe(1);
+      expect((await replicaCounts(db, id)).active).toBe(2);
+      for (const target of [5, 1, 3]) {
+        await setTarget(db, id, target);
+        const { generation } = await generations();
+        await expect.poll(async () => (await generations()).observed_generation, WAIT).toBe(generation);
+        // Observed in the same transaction as the plan for it: the replicas are already there.
+        expect((await replicaCounts(db, id)).active).toBe(target);
+      }
+      // A reconcile of a spec it has already observed writes no generation.
+      await agentsTick(db);
+      await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
+      expect(await generations()).toEqual({ generation: 4, observed_generation: 4 });
+    });
+
     it('writes one deployment event per reconcile, with the counts that reconcile leaves', async () => {
       const { database } = await setUp();
       const db = database.db;

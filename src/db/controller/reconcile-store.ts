@@ -29,7 +29,7 @@ export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<M
   // Resources come from the desired revision, priced as allocation counts them (CPU in millicores).
   const { rows } = await sql<DeploymentRow>`
     SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
-           d.restart_count, d.backoff_until, d.ever_running, d.revision, d.strategy, d.paused,
+           d.restart_count, d.backoff_until, d.ever_running, d.generation, d.observed_generation, d.revision, d.strategy, d.paused,
            d.rollout_state, d.rollout_reason, d.rollout_progress_at, d.rollout_best_available, d.rollout_least_old,
            d.rollout_failures, d.stable_revision, rev.template_revision, stable.template_revision AS stable_template_revision,
            rev.cpu_millicores, rev.memory_mb, rev.gpu_units, rev.storage_gb
@@ -67,6 +67,8 @@ const deploymentOf = (row: DeploymentRow): Deployment => ({
   restartCount: row.restart_count,
   backoffUntil: row.backoff_until,
   everRunning: row.ever_running,
+  generation: row.generation,
+  observedGeneration: row.observed_generation,
 });
 
 interface PricedRow {
@@ -93,6 +95,8 @@ interface DeploymentRow extends PricedRow {
   restart_count: number;
   backoff_until: Date | null;
   ever_running: boolean;
+  generation: number;
+  observed_generation: number;
   revision: number;
   strategy: StrategyJson;
   paused: boolean;
@@ -286,6 +290,7 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
       backoff_until = CASE WHEN v.set_backoff THEN v.backoff_until ELSE d.backoff_until END,
       ever_running = CASE WHEN v.set_ever THEN v.ever_running ELSE d.ever_running END,
       stable_revision = CASE WHEN v.set_stable THEN v.stable_revision ELSE d.stable_revision END,
+      observed_generation = coalesce(v.observed_generation, d.observed_generation),
       rollout_state = CASE WHEN v.set_rstate THEN v.rollout_state ELSE d.rollout_state END,
       rollout_reason = CASE WHEN v.set_rreason THEN v.rollout_reason ELSE d.rollout_reason END,
       rollout_progress_at = CASE WHEN v.set_rat THEN v.rollout_progress_at ELSE d.rollout_progress_at END,
@@ -301,6 +306,7 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
       ${has('backoffUntil')}::bool[], ${changed.map(({ patch }) => patch.backoffUntil?.toISOString() ?? null)}::timestamptz[],
       ${has('everRunning')}::bool[], ${changed.map(({ patch }) => patch.everRunning ?? null)}::bool[],
       ${has('stableRevision')}::bool[], ${changed.map(({ patch }) => patch.stableRevision ?? null)}::int[],
+      ${changed.map(({ patch }) => patch.observedGeneration ?? null)}::int[],
       ${hasRollout('state')}::bool[], ${rolls.map((r) => r.state ?? null)}::text[],
       ${hasRollout('reason')}::bool[], ${rolls.map((r) => r.reason?.slice(0, 500) ?? null)}::text[],
       ${hasRollout('progressAt')}::bool[], ${rolls.map((r) => r.progressAt?.toISOString() ?? null)}::timestamptz[],
@@ -308,7 +314,7 @@ async function patchDeployments(tx: Tx, patches: readonly { id: string; patch: D
       ${hasRollout('leastOld')}::bool[], ${rolls.map((r) => r.leastOld ?? null)}::int[],
       ${hasRollout('failures')}::bool[], ${rolls.map((r) => r.failures ?? null)}::int[]
     ) AS v(id, set_status, status, set_reason, status_reason, set_restarts, restart_count, set_backoff, backoff_until,
-           set_ever, ever_running, set_stable, stable_revision, set_rstate, rollout_state, set_rreason, rollout_reason,
+           set_ever, ever_running, set_stable, stable_revision, observed_generation, set_rstate, rollout_state, set_rreason, rollout_reason,
            set_rat, rollout_progress_at, set_rbest, rollout_best_available, set_rleast, rollout_least_old, set_rfail, rollout_failures)
     WHERE d.id = v.id`.execute(tx);
   return true;

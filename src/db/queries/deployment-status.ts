@@ -46,6 +46,9 @@ export interface DeploymentStatusRecord {
   readonly template: Template;
   readonly strategy: Strategy;
   readonly revision: number;
+  /** Bumped by every change of the spec; observedGeneration is the one the controller has acted on. */
+  readonly generation: number;
+  readonly observedGeneration: number;
   readonly reason: string | null;
   readonly rollout: RolloutRecord;
   readonly counts: ReplicaCounts;
@@ -74,6 +77,8 @@ export interface HeadRow {
   gpu_units: number | null;
   storage_gb: number | null;
   revision: number;
+  generation: number;
+  observed_generation: number;
   status_reason: string | null;
   paused: boolean;
   rollout_state: RolloutState;
@@ -121,7 +126,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
   if (keys.length === 0) return new Map();
   const { rows } = await sql<HeadRow & { user_id: string }>`
     SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at, d.container_image,
-           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb, d.revision, d.status_reason, d.paused,
+           res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb, d.revision, d.generation, d.observed_generation, d.status_reason, d.paused,
            d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, ro.updated, ro.available,
            c.considered, c.running, c.failed, h.history, rl.replicas
     FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
@@ -184,6 +189,8 @@ export function statusRecordOf(row: HeadRow): DeploymentStatusRecord {
     template: { containerImage: row.container_image, resources, command: row.command, env: row.env },
     strategy: mergeStrategy(DEFAULT_STRATEGY, row.strategy),
     revision: row.revision,
+    generation: row.generation,
+    observedGeneration: row.observed_generation,
     reason: row.status_reason,
     rollout: {
       state: row.paused ? 'paused' : row.rollout_state,

@@ -41,7 +41,7 @@ export async function insertDeployments(tx: Transaction<Tables>, requests: reado
          AS v(n int, user_id uuid, name varchar, container_image varchar, target_replicas int, strategy jsonb)
     ORDER BY v.n
     ON CONFLICT (user_id, name) WHERE deleted_at IS NULL DO NOTHING
-    RETURNING id, user_id, name, status, target_replicas, created_at, updated_at, container_image, revision, status_reason,
+    RETURNING id, user_id, name, status, target_replicas, created_at, updated_at, container_image, revision, generation, observed_generation, status_reason,
               paused, rollout_state, rollout_reason, strategy`.execute(tx);
   const rowOf = new Map(inserted.map((r) => [keyOf(r.user_id, r.name), r]));
   const rows = requests.map((r) => rowOf.get(keyOf(r.userId, r.spec.name)) ?? null);
