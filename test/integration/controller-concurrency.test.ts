@@ -16,7 +16,6 @@ import {
   setDeploymentStatus,
   setTarget,
 } from '../support/fixtures.js';
-import { AfterCommitWake } from '../../src/db/after-commit-wake.js';
 import { changeDeployment } from '../../src/db/queries/rollout-commands.js';
 import { NotFoundError } from '../../src/domain/errors.js';
 import { PATIENCE_MS } from '../support/patience.js';
@@ -53,9 +52,6 @@ describe('three controllers against one PostgreSQL, all acting at once', () => {
     const nodeIds: string[] = [];
     for (let i = 0; i < 6; i++) nodeIds.push(await insertNode(db, { cpu: 4, memoryMb: 8192 }));
     const user = await insertUser(db);
-    const wake = new AfterCommitWake(db, (err) => {
-      throw err;
-    });
     const ids: string[] = [];
     for (let i = 0; i < DEPLOYMENTS; i++) {
       const id = await insertDeployment(db, { userId: user, target: 1 + Math.floor(rand() * 4), cpu: rand() < 0.5 ? 0.5 : 1 });
@@ -76,7 +72,7 @@ describe('three controllers against one PostgreSQL, all acting at once', () => {
 
     // The API's own PATCH; a deleted deployment is not found, as the API would answer.
     const changeImage = (id: string, image: string) =>
-      changeDeployment(db, wake, user, id, { template: { containerImage: image } }).then(
+      changeDeployment(db, user, id, { template: { containerImage: image } }).then(
         () => undefined,
         (err: unknown) => {
           if (!(err instanceof NotFoundError)) throw err;

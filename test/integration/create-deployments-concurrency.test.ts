@@ -1,6 +1,5 @@
 import { sql, type Kysely } from 'kysely';
 import { beforeAll, expect, it } from 'vitest';
-import { AfterCommitWake } from '../../src/db/after-commit-wake.js';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
 import type { DeploymentStatusRecord } from '../../src/db/queries/deployment-status.js';
 import { ensureUser } from '../../src/db/queries/users.js';
@@ -42,16 +41,14 @@ describeBackends('concurrent batches of creates', (t, backend) => {
       const own = (p: number) => users.map((u) => request(u, `race-${round}-own-${p}`));
       const orders = [[...names, ...own(0)], [...own(1), ...names].reverse()];
       const batches: string[][] = [];
-      const batchers = processes.map((db) => {
-        const wake = new AfterCommitWake(db, (err) => {
-          throw err;
-        });
-        return new Batcher<CreateRequest, DeploymentStatusRecord>(async (requests) => {
-          const outcomes = await createDeployments(db, wake, requests);
-          batches.push(outcomes.flatMap((o) => (o.ok ? [o.value.id] : [])));
-          return outcomes;
-        }, 200);
-      });
+      const batchers = processes.map(
+        (db) =>
+          new Batcher<CreateRequest, DeploymentStatusRecord>(async (requests) => {
+            const outcomes = await createDeployments(db, requests);
+            batches.push(outcomes.flatMap((o) => (o.ok ? [o.value.id] : [])));
+            return outcomes;
+          }, 200),
+      );
       const settled = await Promise.all(orders.map((order, p) => Promise.allSettled(order.map((r) => batchers[p]!.submit(r)))));
       const created = settled.flat().flatMap((s) => (s.status === 'fulfilled' ? [s.value.id] : []));
       const failures = settled.flat().flatMap((s) => (s.status === 'rejected' ? [s.reason] : []));

@@ -1,6 +1,5 @@
 import { sql, type KyselyPlugin } from 'kysely';
 import { beforeAll, expect, it } from 'vitest';
-import { AfterCommitWake } from '../../src/db/after-commit-wake.js';
 import { createDeployments, type CreateRequest } from '../../src/db/queries/create-deployments.js';
 import { deleteDeployment } from '../../src/db/queries/deployment-commands.js';
 import { loadDeploymentStatuses, statusKeyOf } from '../../src/db/queries/deployment-status.js';
@@ -17,10 +16,6 @@ describeBackends('creates grouped in one transaction', (t) => {
   let alice: string;
   let bob: string;
   const db = () => t().database.db;
-  const wake = () =>
-    new AfterCommitWake(db(), (err) => {
-      throw err;
-    });
   const request = (userId: string, name: string, replicas = 2, template: Partial<Template> = {}): CreateRequest => ({
     userId,
     spec: {
@@ -52,9 +47,9 @@ describeBackends('creates grouped in one transaction', (t) => {
   });
 
   it('creates many at once and answers a taken name with 409 alone, as if the creates had run one after the other', async () => {
-    const [taken] = await createDeployments(db(), wake(), [request(alice, 'batch-taken')]);
+    const [taken] = await createDeployments(db(), [request(alice, 'batch-taken')]);
     expect(taken?.ok).toBe(true);
-    const outcomes = await createDeployments(db(), wake(), [
+    const outcomes = await createDeployments(db(), [
       request(alice, 'batch-a'),
       request(alice, 'batch-taken'),
       request(alice, 'batch-x', 3),
@@ -83,7 +78,7 @@ describeBackends('creates grouped in one transaction', (t) => {
   });
 
   it('lets a create that fails for another reason fail alone, and writes nothing of it', async () => {
-    const outcomes = await createDeployments(db(), wake(), [request(bob, 'batch-b1'), request(UNKNOWN_USER, 'batch-orphan'), request(bob, 'batch-b2')]);
+    const outcomes = await createDeployments(db(), [request(bob, 'batch-b1'), request(UNKNOWN_USER, 'batch-orphan'), request(bob, 'batch-b2')]);
     expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
     const failed = outcomes[1]!;
     expect(!failed.ok && (failed.error as { code?: string }).code).toBe('23503');
@@ -156,8 +151,8 @@ describeBackends('creates grouped in one transaction', (t) => {
     const listener = await t().database.listen(['steady_deployment'], { onNotification: (n) => notified.push(n.payload) });
     try {
       const template = { command: ['sh', '-c', 'echo "a, b" {c} \\ d'], env: { QUOTE: 'say "hi"', BRACES: '{x,y}', EMPTY: '' } };
-      const [alone] = await createDeployments(db(), wake(), [request(alice, 'batch-same-0', 4, template)]);
-      const batch = await createDeployments(db(), wake(), [
+      const [alone] = await createDeployments(db(), [request(alice, 'batch-same-0', 4, template)]);
+      const batch = await createDeployments(db(), [
         request(alice, 'batch-same-1', 4, template),
         request(alice, 'batch-same-plain', 1),
         request(alice, 'batch-same-2', 4, template),
@@ -198,7 +193,7 @@ describeBackends('creates grouped in one transaction', (t) => {
     const counted = db().withPlugin(counting);
     const countFor = async (requests: CreateRequest[]) => {
       statements = 0;
-      const outcomes = await createDeployments(counted, wake(), requests);
+      const outcomes = await createDeployments(counted, requests);
       expect(outcomes.every((o) => o.ok || o.error instanceof ConflictError)).toBe(true);
       return statements;
     };
@@ -214,9 +209,9 @@ describeBackends('creates grouped in one transaction', (t) => {
   });
 
   it('lets a later create of a name win when the earlier one fails for another reason, and frees the names of deleted deployments', async () => {
-    const [old] = await createDeployments(db(), wake(), [request(bob, 'batch-reuse')]);
-    await deleteDeployment(db(), wake(), bob, old!.ok ? old!.value.id : '');
-    const outcomes = await createDeployments(db(), wake(), [
+    const [old] = await createDeployments(db(), [request(bob, 'batch-reuse')]);
+    await deleteDeployment(db(), bob, old!.ok ? old!.value.id : '');
+    const outcomes = await createDeployments(db(), [
       request(bob, 'batch-second', 1, { containerImage: `nginx:${'x'.repeat(600)}` }),
       request(bob, 'batch-reuse', 7),
       request(bob, 'batch-second', 2),

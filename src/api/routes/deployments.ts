@@ -1,6 +1,5 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
-import { AfterCommitWake } from '../../db/after-commit-wake.js';
 import { createDeployments, type CreateRequest } from '../../db/queries/create-deployments.js';
 import {
   deleteDeployment,
@@ -106,16 +105,12 @@ const start = createRoute({
 
 export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory): void {
   const db = ctx.database.db;
-  // Every command and create wakes the controller and the event readers after its commit.
-  const wake = new AfterCommitWake(db, (err) =>
-    ctx.logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'could not notify after a user command; the controller resync will see it'),
-  );
   // Reads of concurrent requests share one statement (every command answers with the status too).
   const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
   const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
   // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
   // At most 128 a batch: the ids of a batch's NOTIFY fit in one notification (about 210 would not).
-  const creates = new Batcher<CreateRequest, DeploymentStatusRecord>((requests) => createDeployments(db, wake, requests));
+  const creates = new Batcher<CreateRequest, DeploymentStatusRecord>((requests) => createDeployments(db, requests));
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
@@ -123,7 +118,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     return deploymentStatusJson(record);
   };
   const hook = notFoundOnBadId('deployment');
-  registerRolloutRoutes(app, ctx, users, wake, statusJson);
+  registerRolloutRoutes(app, ctx, users, statusJson);
 
   app.openapi(
     deploy,
@@ -157,7 +152,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     async (c) => {
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
-      await scaleDeployment(db, wake, userId, id, c.req.valid('json').target_replicas);
+      await scaleDeployment(db, userId, id, c.req.valid('json').target_replicas);
       return c.json(await statusJson(userId, id), 200);
     },
     hook,
@@ -189,7 +184,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     remove,
     async (c) => {
       const { id } = c.req.valid('param');
-      await deleteDeployment(db, wake, await users.idOf(c.get('principal')), id);
+      await deleteDeployment(db, await users.idOf(c.get('principal')), id);
       return c.body(null, 204);
     },
     hook,
@@ -200,7 +195,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     async (c) => {
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
-      await stopDeployment(db, wake, userId, id);
+      await stopDeployment(db, userId, id);
       return c.json(await statusJson(userId, id), 200);
     },
     hook,
@@ -211,7 +206,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     async (c) => {
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
-      await startDeployment(db, wake, userId, id);
+      await startDeployment(db, userId, id);
       return c.json(await statusJson(userId, id), 200);
     },
     hook,

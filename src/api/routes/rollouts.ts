@@ -1,6 +1,5 @@
 import { createRoute, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Context } from '../../context.js';
-import type { AfterCommitWake } from '../../db/after-commit-wake.js';
 import { listRevisions } from '../../db/queries/revisions.js';
 import { changeDeployment, rollbackDeployment, setPaused } from '../../db/queries/rollout-commands.js';
 import { NotFoundError } from '../../domain/errors.js';
@@ -62,7 +61,7 @@ const pauseOrResume = (action: 'pause' | 'resume') =>
 
 type StatusJson = (userId: string, id: string) => Promise<ReturnType<typeof deploymentStatusJson>>;
 
-export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory, wake: AfterCommitWake, statusJson: StatusJson): void {
+export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory, statusJson: StatusJson): void {
   const db = ctx.database.db;
   const hook = notFoundOnBadId('deployment');
 
@@ -78,7 +77,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
         ...(body.command !== undefined && { command: body.command }),
         ...(body.env !== undefined && { env: body.env }),
       };
-      await changeDeployment(db, wake, userId, id, {
+      await changeDeployment(db, userId, id, {
         ...(Object.keys(template).length > 0 && { template }),
         ...(body.target_replicas !== undefined && { targetReplicas: body.target_replicas }),
         ...(body.strategy !== undefined && { strategy: body.strategy }),
@@ -121,7 +120,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       const { id } = c.req.valid('param');
       const body = (c.req.valid('json') as { revision?: number } | undefined) ?? {};
       const userId = await users.idOf(c.get('principal'));
-      await rollbackDeployment(db, wake, userId, id, body.revision);
+      await rollbackDeployment(db, userId, id, body.revision);
       return c.json(await statusJson(userId, id), 200);
     },
     hook,
@@ -133,7 +132,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       async (c) => {
         const { id } = c.req.valid('param');
         const userId = await users.idOf(c.get('principal'));
-        await setPaused(db, wake, userId, id, action === 'pause');
+        await setPaused(db, userId, id, action === 'pause');
         return c.json(await statusJson(userId, id), 200);
       },
       hook,

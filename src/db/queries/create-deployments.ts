@@ -1,7 +1,6 @@
 import type { Kysely } from 'kysely';
 import { ConflictError } from '../../domain/errors.js';
 import type { Outcome } from '../../lib/batcher.js';
-import type { AfterCommitWake } from '../after-commit-wake.js';
 import { isTransientDbError } from '../database.js';
 import type { Tables } from '../tables.js';
 import type { DeploymentSpec } from './deployment-commands.js';
@@ -13,15 +12,15 @@ export type { CreateRequest } from './insert-deployments.js';
 /**
  * Many users' creates in one transaction and one commit, in a fixed number of statements whatever
  * their number (insertDeployments). On durable PostgreSQL the commit is the cost: it waits for the WAL
- * flush, which a batch pays once. The controller and the event readers are woken after the commit,
- * through `wake`, so that concurrent batches share flushes (migration 0015). A name already taken (by a live deployment, or by an earlier create of the same batch,
+ * flush, and the NOTIFY that wakes the controller makes commits queue one after the other; a batch
+ * pays it once. A name already taken (by a live deployment, or by an earlier create of the same batch,
  * as if they had run one after the other) is answered 409 alone. Any other failure rolls the batch
  * back and each create runs again in a transaction of its own, so that one create never fails
  * another: every request stays all-or-nothing on its own. Each create is answered with its status
  * object as written.
  */
-export async function createDeployments(db: Kysely<Tables>, wake: AfterCommitWake, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
-  if (requests.length === 1) return [await settle(createDeployment(db, wake, requests[0]!))];
+export async function createDeployments(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
+  if (requests.length === 1) return [await settle(createDeployment(db, requests[0]!))];
   const outcomes: Outcome<DeploymentStatusRecord>[] = new Array(requests.length);
   // The first create of a (user, name) in request order is the one that may win; the later ones lose to it.
   const first = new Map<string, number>();
@@ -34,7 +33,6 @@ export async function createDeployments(db: Kysely<Tables>, wake: AfterCommitWak
   const order = [...first.values()].sort((a, b) => compare(requests[a]!, requests[b]!));
   try {
     const created = await db.transaction().execute((tx) => insertDeployments(tx, order.map((i) => requests[i]!)));
-    wake.deployments(created.flatMap((record) => (record ? [record.id] : [])));
     order.forEach((i, j) => {
       const record = created[j];
       outcomes[i] = record ? { ok: true, value: record } : { ok: false, error: nameTaken(requests[i]!.spec) };
@@ -43,12 +41,12 @@ export async function createDeployments(db: Kysely<Tables>, wake: AfterCommitWak
   } catch (err) {
     // The database is away: every create of the batch gets that answer (503), none is tried again.
     if (isTransientDbError(err) && !isRetryable(err)) return requests.map(() => ({ ok: false, error: err }));
-    return alone(db, wake, requests);
+    return alone(db, requests);
   }
 }
 
 /** One create in a transaction of its own: the deployment's status, or a ConflictError when the name is taken. */
-export async function createDeployment(db: Kysely<Tables>, wake: AfterCommitWake, request: CreateRequest): Promise<DeploymentStatusRecord> {
+export async function createDeployment(db: Kysely<Tables>, request: CreateRequest): Promise<DeploymentStatusRecord> {
   let record: DeploymentStatusRecord | null | undefined;
   try {
     [record] = await db.transaction().execute((tx) => insertDeployments(tx, [request]));
@@ -57,7 +55,6 @@ export async function createDeployment(db: Kysely<Tables>, wake: AfterCommitWake
     throw err;
   }
   if (!record) throw nameTaken(request.spec);
-  wake.deployments([record.id]);
   return record;
 }
 
@@ -67,13 +64,13 @@ export const nameTaken = (spec: DeploymentSpec): ConflictError => new ConflictEr
  * Each create in a transaction of its own: those of one (user, name) one after the other in request
  * order (a later one is 409 only if an earlier one took the name), the others concurrently.
  */
-async function alone(db: Kysely<Tables>, wake: AfterCommitWake, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
+async function alone(db: Kysely<Tables>, requests: readonly CreateRequest[]): Promise<Outcome<DeploymentStatusRecord>[]> {
   const outcomes: Outcome<DeploymentStatusRecord>[] = new Array(requests.length);
   const byName = new Map<string, number[]>();
   requests.forEach((r, i) => byName.set(keyOf(r), [...(byName.get(keyOf(r)) ?? []), i]));
   await Promise.all(
     [...byName.values()].map(async (indexes) => {
-      for (const i of indexes) outcomes[i] = await settle(createDeployment(db, wake, requests[i]!));
+      for (const i of indexes) outcomes[i] = await settle(createDeployment(db, requests[i]!));
     }),
   );
   return outcomes;

@@ -2,7 +2,6 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { NotFoundError } from '../../domain/errors.js';
 import type { StrategyJson } from '../../domain/strategy.js';
 import type { DeploymentStatus, RolloutState, Strategy } from '../../domain/types.js';
-import type { AfterCommitWake } from '../after-commit-wake.js';
 import type { Tables } from '../tables.js';
 import { insertHistory } from './history.js';
 import type { Template } from './revisions.js';
@@ -10,9 +9,8 @@ import type { Template } from './revisions.js';
 /**
  * The user's commands on a deployment. Each is one transaction that first locks the deployment row
  * (`FOR UPDATE`), so it serialises with the controller's reconcile of the same deployment, which
- * takes the same lock. A command that changed something wakes the controller and the event readers
- * through `wake`, after its commit: a NOTIFY from inside would make every command commit alone,
- * one WAL flush after another (migration 0015). Creates are in create-deployments.ts.
+ * takes the same lock. The NOTIFY triggers on `deployments` wake the controller after commit.
+ * Creates are in create-deployments.ts.
  */
 
 export interface DeploymentSpec {
@@ -27,8 +25,8 @@ export interface CommandResult {
   readonly changed: boolean;
 }
 
-export async function scaleDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string, target: number): Promise<CommandResult> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: string, target: number): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
     if (current.target_replicas === target) return { changed: false };
     await tx
       .updateTable('deployments')
@@ -42,8 +40,8 @@ export async function scaleDeployment(db: Kysely<Tables>, wake: AfterCommitWake,
   });
 }
 
-export async function stopDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string): Promise<CommandResult> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function stopDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
     if (current.status === 'stopped') return { changed: false };
     await changeStatus(tx, userId, id, current.status, 'stopped', 'Stopped by user');
     return { changed: true };
@@ -51,8 +49,8 @@ export async function stopDeployment(db: Kysely<Tables>, wake: AfterCommitWake, 
 }
 
 /** From `stopped` or `failed` back to `pending`, with CrashLoopBackOff state reset; a no-op when live. */
-export async function startDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string): Promise<CommandResult> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function startDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
     if (current.status !== 'stopped' && current.status !== 'failed') return { changed: false };
     // The progress deadline counts from the start: the time spent stopped is not a rollout making no progress.
     await changeStatus(tx, userId, id, current.status, 'pending', 'Started by user', {
@@ -65,8 +63,8 @@ export async function startDeployment(db: Kysely<Tables>, wake: AfterCommitWake,
 }
 
 /** Soft delete: the row stays (history, audit); the name is free again; the controller stops the replicas. */
-export async function deleteDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string): Promise<void> {
-  await withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function deleteDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<void> {
+  await withLockedDeployment(db, userId, id, async (tx, current) => {
     await changeStatus(tx, userId, id, current.status, 'deleted', 'Deleted by user', { deleted_at: sql<Date>`now()` });
   });
 }
@@ -82,34 +80,24 @@ export interface LockedDeployment {
 
 export async function withLockedDeployment<T>(
   db: Kysely<Tables>,
-  wake: AfterCommitWake,
   userId: string,
   id: string,
   fn: (tx: Transaction<Tables>, current: LockedDeployment) => Promise<T>,
 ): Promise<T> {
-  const result = await db.transaction().execute(async (tx) => {
+  return db.transaction().execute(async (tx) => {
     // Another user's deployment and a soft-deleted one are "not found", exactly like an unknown id.
-    // The same statement silences the triggers' NOTIFY for this transaction (woken after it instead).
     const current = await tx
       .selectFrom('deployments')
       .select(['status', 'target_replicas', 'revision', 'strategy', 'paused', 'rollout_state'])
-      .select([sql<string>`set_config('steady.quiet', 'on', true)`.as('quiet'), sql<string>`set_config('steady.events_wake', 'after_commit', true)`.as('wake')])
       .where('id', '=', id)
       .where('user_id', '=', userId)
       .where('deleted_at', 'is', null)
       .forUpdate()
       .executeTakeFirst();
     if (!current) throw new NotFoundError('deployment');
-    const { quiet: _quiet, wake: _wake, ...locked } = current;
-    return fn(tx, locked);
+    return fn(tx, current);
   });
-  if (!unchanged(result)) wake.deployments([id]);
-  return result;
 }
-
-/** A command that reports it changed nothing (an idempotent no-op) has nothing to wake anyone for. */
-const unchanged = (result: unknown): boolean =>
-  typeof result === 'object' && result !== null && (result as Partial<CommandResult>).changed === false;
 
 async function changeStatus(
   tx: Transaction<Tables>,

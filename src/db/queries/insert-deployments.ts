@@ -21,14 +21,11 @@ export interface CreateRequest {
  * The caller passes distinct (user, name) pairs, in the order the index entries are to be taken
  * (create-deployments.ts sorts them: a fixed lock order between concurrent batches).
  *
- * The deployments go first, in a statement of their own, so that their event triggers fire before the
- * history's, as for a create on its own; resources and revisions have no insert triggers. The NOTIFY
- * triggers stay silent: the caller wakes the controller after the commit.
+ * The deployments go first, in a statement of their own, so that their triggers (events, NOTIFY) fire
+ * before the history's, as for a create on its own; resources and revisions have no insert triggers.
  */
 export async function insertDeployments(tx: Transaction<Tables>, requests: readonly CreateRequest[]): Promise<(DeploymentStatusRecord | null)[]> {
   if (requests.length === 0) return [];
-  // The caller wakes the controller and the event readers after the commit (create-deployments.ts).
-  await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
   const deployments = requests.map(({ userId, spec }, n) => ({
     n,
     user_id: userId,

@@ -4,7 +4,6 @@ import { DEFAULT_STRATEGY, mergeStrategy, strategyIssues, strategyJson, type Str
 import type { Resources, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
 import { withLockedDeployment, type CommandResult, type LockedDeployment } from './deployment-commands.js';
-import type { AfterCommitWake } from '../after-commit-wake.js';
 import { insertHistory } from './history.js';
 import { adoptRevision, insertRevision, rollBack, type Template } from './revisions.js';
 
@@ -70,8 +69,8 @@ export function describeTemplateChange(from: Template, to: Template): string[] {
  * PATCH: a change of the template makes a new revision and starts a rollout; a change of the target
  * or of the strategy alone does not. Returns whether anything changed.
  */
-export async function changeDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string, change: DeploymentChange): Promise<CommandResult> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function changeDeployment(db: Kysely<Tables>, userId: string, id: string, change: DeploymentChange): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
     let changed = false;
     const history: { oldStatus: string; newStatus: string; reason: string }[] = [];
     const base: Strategy = mergeStrategy(DEFAULT_STRATEGY, current.strategy);
@@ -112,8 +111,8 @@ export async function changeDeployment(db: Kysely<Tables>, wake: AfterCommitWake
  * Kubernetes' undo: a new revision with the template of `revision` (default: the newest one before the
  * current). 422 when there is no such revision; 409 when its template is the current one already.
  */
-export async function rollbackDeployment(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string, revision: number | undefined): Promise<number> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current) => {
+export async function rollbackDeployment(db: Kysely<Tables>, userId: string, id: string, revision: number | undefined): Promise<number> {
+  return withLockedDeployment(db, userId, id, async (tx, current) => {
     const source = await tx
       .selectFrom('deployment_revisions')
       .select(['revision', 'template_revision'])
@@ -143,8 +142,8 @@ export async function rollbackDeployment(db: Kysely<Tables>, wake: AfterCommitWa
 }
 
 /** A paused rollout makes no step and runs no deadline; scaling still works. Idempotent. */
-export async function setPaused(db: Kysely<Tables>, wake: AfterCommitWake, userId: string, id: string, paused: boolean): Promise<CommandResult> {
-  return withLockedDeployment(db, wake, userId, id, async (tx, current: LockedDeployment) => {
+export async function setPaused(db: Kysely<Tables>, userId: string, id: string, paused: boolean): Promise<CommandResult> {
+  return withLockedDeployment(db, userId, id, async (tx, current: LockedDeployment) => {
     if (current.paused === paused) return { changed: false };
     // Resuming restarts the progress deadline: a paused rollout was not failing to progress.
     await tx
