@@ -16,12 +16,9 @@ export type NodeStatus = (typeof NODE_STATUSES)[number];
 export const ACTIVE_REPLICA_STATUSES: readonly ReplicaStatus[] = ['pending', 'starting', 'running'];
 /** Replicas that hold resources on their node (stopping still does). */
 export const ALLOCATING_REPLICA_STATUSES: readonly ReplicaStatus[] = ['pending', 'starting', 'running', 'stopping'];
-/** Replicas that will never change again. */
-export const TERMINAL_REPLICA_STATUSES: readonly ReplicaStatus[] = ['stopped', 'failed'];
 
 export const isActive = (s: ReplicaStatus): boolean => ACTIVE_REPLICA_STATUSES.includes(s);
 export const isAllocating = (s: ReplicaStatus): boolean => ALLOCATING_REPLICA_STATUSES.includes(s);
-export const isTerminal = (s: ReplicaStatus): boolean => TERMINAL_REPLICA_STATUSES.includes(s);
 
 export interface Resources {
   readonly cpuCores: number;

@@ -13,10 +13,3 @@ export function parseDuration(text: string): number | null {
   if (consumed === 0 || consumed !== trimmed.length) return null;
   return Math.round(total);
 }
-
-export function formatDuration(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
-  return `${ms}ms`;
-}
