@@ -95,7 +95,9 @@ export function rolloutProgress(d: DeploymentState): Progress {
     return { done: false, line: `Waiting for ${name} spec update to be observed...` };
   }
   const waiting = `Waiting for ${name} rollout to finish`;
-  const blocked = rollout.reason ? ` (${rollout.reason})` : '';
+  // Why it is stuck, when something says so: the rollout (RolloutBlocked), else the deployment (Unschedulable, a back-off).
+  const why = rollout.reason ?? d.reason;
+  const blocked = why ? ` (${why})` : '';
   if (rollout.updated_replicas < d.target_replicas) {
     return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
   }

@@ -158,7 +158,7 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
     });
     const short = await steady(['rollout', 'status', 'grown', '--timeout', '2s']);
     expect(short.code).toBe(1);
-    expect(short.stdout).toMatch(/^(Waiting for deployment "grown" rollout to finish: \d+ of 40 updated replicas are available\.\.\.\n)+$/);
+    expect(short.stdout).toMatch(/^(Waiting for deployment "grown" rollout to finish: \d+ of 40 updated replicas are available\.\.\. \(Unschedulable: [^\n]+\)\n)+$/);
     expect(short.stderr).toBe('error: timed out waiting for deployment "grown" to roll out\n');
     expect(await steady(['scale', 'grown', '--replicas', '2'])).toEqual({ code: 0, stdout: 'deployment/grown scaled\n', stderr: '' });
     const done = await steady(['rollout', 'status', 'grown', '--timeout', '120s']);

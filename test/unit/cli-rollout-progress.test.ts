@@ -56,6 +56,8 @@ describe('rollout status progress', () => {
   it('is not done after a scale up while new replicas are missing or unavailable, though the template rolled out', () => {
     const placing = state({ running: 3, pending: 5, target_replicas: 8, generation: 2, observed_generation: 2 });
     expect(rolloutProgress(placing)).toEqual({ done: false, line: 'Waiting for deployment "web" rollout to finish: 3 of 8 updated replicas are available...' });
+    const unschedulable = state({ running: 3, pending: 5, target_replicas: 8, generation: 2, observed_generation: 2, reason: 'Unschedulable: 0/2 nodes are available' });
+    expect(rolloutProgress(unschedulable).line).toBe('Waiting for deployment "web" rollout to finish: 3 of 8 updated replicas are available... (Unschedulable: 0/2 nodes are available)');
     const created = state({ running: 3, target_replicas: 8, generation: 2, observed_generation: 2 });
     expect(rolloutProgress(created)).toEqual({ done: false, line: 'Waiting for deployment "web" rollout to finish: 3 out of 8 new replicas have been updated...' });
   });
