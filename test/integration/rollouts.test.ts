@@ -164,8 +164,8 @@ for (const backend of BACKENDS) {
       // max_unavailable 0: the four old replicas served throughout.
       expect(minRunning).toBe(4);
       const s = await status(id);
-      expect(s.rollout).toMatchObject({ state: 'complete', revision: 3 });
       // Revision 3 has revision 1's template: the old replicas are up to date and kept, not replaced.
+      expect(s.rollout).toMatchObject({ state: 'complete', revision: 3, updated_replicas: 4, available_replicas: 4 });
       expect(await running(id)).toEqual([{ revision: 1, n: 4 }]);
       const history = (await db.selectFrom('deployment_status_history').select(['old_status', 'new_status', 'reason', 'changed_by']).where('deployment_id', '=', id).orderBy('changed_at').execute())
         .filter((h) => h.old_status.startsWith('r'));
@@ -196,7 +196,8 @@ for (const backend of BACKENDS) {
       await drive(async () => (await running(id)).reduce((a, c) => a + c.n, 0) === 3);
       await new Promise((r) => setTimeout(r, 300));
       expect(await running(id)).toEqual([{ revision: 1, n: 3 }]);
-      expect((await status(id)).rollout.state).toBe('paused');
+      // None of the three runs the desired template (revision 2's): none is updated, none counts as available.
+      expect((await status(id)).rollout).toEqual({ state: 'paused', revision: 2, updated_replicas: 0, available_replicas: 0, reason: null });
 
       const resumed = await call('POST', `/api/deployment/${id}/resume`);
       expect(resumed.json.rollout.state).toBe('progressing');

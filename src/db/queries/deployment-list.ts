@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { DeploymentStatus, RolloutState } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
-import { replicaCountsLateral, rolloutCountsLateral, type ReplicaCounts } from './replica-counts.js';
+import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
 
 export interface DeploymentListItem {
   readonly id: string;
@@ -68,7 +68,7 @@ interface Row {
 /** A list item's columns, over `deployments d` and the replica counts `c`. */
 const ITEM_COLUMNS = sql`d.id, d.name, d.status, d.container_image, d.target_replicas, d.created_at,
   (extract(epoch FROM d.created_at) * 1000000)::bigint::text AS created_us, c.considered, c.running, c.failed,
-  d.revision, d.paused, d.rollout_state, d.rollout_reason, ro.updated, ro.available`;
+  d.revision, d.paused, d.rollout_state, d.rollout_reason, c.updated, c.available`;
 
 // No cursor = a position after every row (keyset with a sentinel, so each page is the same index range scan).
 const END = { micros: '9223372036854775807', id: 'ffffffff-ffff-ffff-ffff-ffffffffffff' };
@@ -89,7 +89,6 @@ export async function listDeploymentPages(db: Kysely<Tables>, keys: readonly Pag
       SELECT ${ITEM_COLUMNS}
       FROM deployments d
       ${replicaCountsLateral()}
-      ${rolloutCountsLateral()}
       WHERE d.user_id = k.user_id AND d.deleted_at IS NULL
         AND (d.created_at, d.id) < (CASE WHEN k.after_us = ${END.micros}::bigint THEN timestamptz 'infinity'
                                          ELSE timestamptz 'epoch' + k.after_us * interval '1 microsecond' END, k.after_id)
@@ -116,7 +115,6 @@ export async function listDeploymentsNamed(db: Kysely<Tables>, userId: string, n
     SELECT '1' AS n, ${ITEM_COLUMNS}
     FROM deployments d
     ${replicaCountsLateral()}
-    ${rolloutCountsLateral()}
     WHERE d.user_id = ${userId} AND d.name = ${name} AND d.deleted_at IS NULL
   `.execute(db);
   return pageOf(rows, 1);

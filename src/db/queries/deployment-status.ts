@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { DEFAULT_STRATEGY, mergeStrategy, type StrategyJson } from '../../domain/strategy.js';
 import type { DeploymentStatus, ReplicaStatus, Resources, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
-import { replicaCountsLateral, rolloutCountsLateral, type ReplicaCounts } from './replica-counts.js';
+import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
 import type { Template } from './revisions.js';
 
 export interface HistoryEntry {
@@ -127,14 +127,13 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
   const { rows } = await sql<HeadRow & { user_id: string }>`
     SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at, d.container_image,
            res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb, d.revision, d.generation, d.observed_generation, d.status_reason, d.paused,
-           d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, ro.updated, ro.available,
+           d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, c.updated, c.available,
            c.considered, c.running, c.failed, h.history, rl.replicas
     FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
     JOIN deployments d ON d.id = k.id AND d.user_id = k.user_id AND d.deleted_at IS NULL
     LEFT JOIN deployment_resources res ON res.deployment_id = d.id
     LEFT JOIN deployment_revisions cur ON cur.deployment_id = d.id AND cur.revision = d.revision
     ${replicaCountsLateral()}
-    ${rolloutCountsLateral()}
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'old_status', x.old_status,

@@ -10,40 +10,35 @@ export interface ReplicaCounts {
 }
 
 /**
- * A LATERAL subquery over one deployment's replicas (`d` is the deployments alias), yielding
- * `considered`, `running` and `failed`.
+ * One LATERAL pass over a deployment's replicas (`d` is the deployments alias), yielding the counts
+ * health and the rollout need: `considered`, `running`, `failed`, and the rollout's `updated` and
+ * `available`.
  *
  * Health looks at every replica except `stopping`/`stopped` ones (those are history of a scale-down
  * or a stop, not health) and except `failed` replicas the controller has already replaced
  * (`replaced`): such a row lingers until retention deletes it (24 h by default), and counting it
  * would keep a deployment that recovered from one crash `degraded` for a day. A failed replica not
  * yet replaced (in CrashLoopBackOff, or with no room to replace it) still counts.
+ *
+ * `updated` counts the active replicas running the desired template, of whatever revision carries
+ * it (the revisions with the desired revision's template_revision, read once per deployment), and
+ * `available` those of them running for at least the strategy's min_ready_seconds.
  */
 export function replicaCountsLateral(): RawBuilder<unknown> {
   return sql`LEFT JOIN LATERAL (
     SELECT
       count(*) FILTER (WHERE r.status NOT IN ('stopping', 'stopped') AND NOT (r.status = 'failed' AND r.replaced))::int AS considered,
       count(*) FILTER (WHERE r.status = 'running')::int AS running,
-      count(*) FILTER (WHERE r.status = 'failed' AND NOT r.replaced)::int AS failed
-    FROM deployment_replicas r
-    WHERE r.deployment_id = d.id
+      count(*) FILTER (WHERE r.status = 'failed' AND NOT r.replaced)::int AS failed,
+      count(*) FILTER (WHERE r.status IN ('pending', 'starting', 'running') AND r.revision = ANY(cur.revisions))::int AS updated,
+      count(*) FILTER (WHERE r.status = 'running' AND r.revision = ANY(cur.revisions)
+        AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
+    FROM (
+      SELECT coalesce(array_agg(rv.revision), '{}') AS revisions
+      FROM deployment_revisions rv
+      WHERE rv.deployment_id = d.id
+        AND rv.template_revision = (SELECT t.template_revision FROM deployment_revisions t WHERE t.deployment_id = d.id AND t.revision = d.revision)
+    ) cur
+    LEFT JOIN deployment_replicas r ON r.deployment_id = d.id
   ) c ON true`;
-}
-
-/**
- * A LATERAL subquery over one deployment's replicas (`d` is the deployments alias), yielding the
- * rollout's counts as the status object shows them: `updated`, the active replicas running the
- * desired template (of whatever revision carries it), and `available`, those of them running for at
- * least the strategy's min_ready_seconds.
- */
-export function rolloutCountsLateral(): RawBuilder<unknown> {
-  return sql`LEFT JOIN LATERAL (
-    SELECT count(*)::int AS updated,
-           count(*) FILTER (WHERE r.status = 'running'
-             AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
-    FROM deployment_replicas r
-    JOIN deployment_revisions rv ON rv.deployment_id = r.deployment_id AND rv.revision = r.revision
-    WHERE r.deployment_id = d.id AND r.status IN ('pending', 'starting', 'running')
-      AND rv.template_revision = (SELECT cur.template_revision FROM deployment_revisions cur WHERE cur.deployment_id = d.id AND cur.revision = d.revision)
-  ) ro ON true`;
 }
