@@ -30,15 +30,15 @@ export function replicaCountsLateral(): RawBuilder<unknown> {
       count(*) FILTER (WHERE r.status NOT IN ('stopping', 'stopped') AND NOT (r.status = 'failed' AND r.replaced))::int AS considered,
       count(*) FILTER (WHERE r.status = 'running')::int AS running,
       count(*) FILTER (WHERE r.status = 'failed' AND NOT r.replaced)::int AS failed,
-      count(*) FILTER (WHERE r.status IN ('pending', 'starting', 'running') AND r.revision = ANY(cur.revisions))::int AS updated,
-      count(*) FILTER (WHERE r.status = 'running' AND r.revision = ANY(cur.revisions)
+      count(*) FILTER (WHERE r.status IN ('pending', 'starting', 'running') AND r.revision = ANY(tpl.revisions))::int AS updated,
+      count(*) FILTER (WHERE r.status = 'running' AND r.revision = ANY(tpl.revisions)
         AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
     FROM (
       SELECT coalesce(array_agg(rv.revision), '{}') AS revisions
       FROM deployment_revisions rv
       WHERE rv.deployment_id = d.id
         AND rv.template_revision = (SELECT t.template_revision FROM deployment_revisions t WHERE t.deployment_id = d.id AND t.revision = d.revision)
-    ) cur
+    ) tpl
     LEFT JOIN deployment_replicas r ON r.deployment_id = d.id
   ) c ON true`;
 }
