@@ -98,7 +98,7 @@ for (const backend of BACKENDS) {
         // Observed in the same transaction as the plan for it: the replicas are already there.
         expect((await replicaCounts(db, id)).active).toBe(target);
       }
-      // A reconcile of a spec it has already observed writes no generation.
+      // Later reconciles (the agents' reports) leave the observed generation where it is.
       await agentsTick(db);
       await expect.poll(async () => (await deploymentStatus(db, id)).status, WAIT).toBe('running');
       expect(await generations()).toEqual({ generation: 4, observed_generation: 4 });

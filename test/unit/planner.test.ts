@@ -91,6 +91,20 @@ describe('planDeployment: scaling', () => {
     expectSettled(applyPlan(start, plan));
   });
 
+  it('records a generation it has not observed yet, with the actions for it, and nothing more once observed', () => {
+    const rs = [replica('a', 'running', 'n1'), replica('b', 'running', 'n1'), replica('c', 'running', 'n1')];
+    // Scaled 3 → 2 by the user (generation 2): the stop and the observation are one plan.
+    const start = input(deployment({ status: 'running', targetReplicas: 2, everRunning: true, generation: 2, observedGeneration: 1 }), rs, [node('n1')]);
+    const plan = planDeployment(start);
+    expect(plan.stop).toHaveLength(1);
+    expect(plan.deployment).toEqual({ observedGeneration: 2 });
+    const next = applyPlan(start, plan);
+    expect(next.deployment.observedGeneration).toBe(2);
+    expectSettled(next);
+    // A spec observed already that needs nothing: an empty plan, no write.
+    expect(isEmptyPlan(planDeployment(input(deployment({ status: 'running', targetReplicas: 3, everRunning: true }), rs, [node('n1')])))).toBe(true);
+  });
+
   it('stops an unscheduled victim straight away, a scheduled one through stopping', () => {
     const rs = [replica('placed', 'pending', 'n1'), replica('nowhere', 'pending', null), replica('keep', 'running', 'n1')];
     const plan = planDeployment(input(deployment({ targetReplicas: 1 }), rs, [node('n1')]));
