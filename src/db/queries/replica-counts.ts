@@ -32,7 +32,7 @@ export function replicaCountsLateral(): RawBuilder<unknown> {
       count(*) FILTER (WHERE r.status = 'failed' AND NOT r.replaced)::int AS failed,
       count(*) FILTER (WHERE r.status IN ('pending', 'starting', 'running') AND r.revision = ANY(tpl.revisions))::int AS updated,
       count(*) FILTER (WHERE r.status = 'running' AND r.revision = ANY(tpl.revisions)
-        AND r.started_at <= now() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
+        AND r.started_at <= statement_timestamp() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
     FROM (
       SELECT coalesce(array_agg(rv.revision), '{}') AS revisions
       FROM deployment_revisions rv
