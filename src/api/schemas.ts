@@ -75,7 +75,7 @@ const Command = z
   )
   .max(T.command.maxItems)
   .nullable()
-  .openapi({ description: "Overrides the image's command; null keeps the image's", example: ['nginx', '-g', 'daemon off;'] });
+  .openapi({ description: "Overrides the image's command; null (or []) keeps the image's", example: ['nginx', '-g', 'daemon off;'] });
 
 const Env = z
   .record(

@@ -133,9 +133,12 @@ export function changesFrom(spec: Record<string, unknown>, current: DeploymentSt
         break;
       }
       case 'command':
-      case 'env':
-        if (template === null || !sameJson(value ?? null, template[key] ?? null)) patch[key] = value;
+      case 'env': {
+        // An empty one is null to the API: [] or {} in the file matches a template without.
+        const empty = (v: unknown): unknown => (v == null || (typeof v === 'object' && Object.keys(v).length === 0) ? null : v);
+        if (template === null || !sameJson(empty(value), empty(template[key]))) patch[key] = value;
         break;
+      }
       case 'strategy':
         if (current.strategy === undefined || !sameJson({ ...current.strategy, ...(value as object) }, current.strategy)) patch[key] = value;
         break;

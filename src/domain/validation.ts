@@ -17,6 +17,15 @@ export const TEMPLATE_LIMITS = Object.freeze({
   env: { maxEntries: 128, namePattern: /^[A-Za-z_][A-Za-z0-9_]*$/, nameMax: 256, valueMaxBytes: 4_096 },
 });
 
+/**
+ * A template's `command` and `env` as stored and compared: an empty one means what null means (the
+ * image's command, no variables), as in Kubernetes, so `[]` or `{}` never makes a revision of its own.
+ */
+export const commandOrNull = (command: readonly string[] | null | undefined): readonly string[] | null =>
+  command == null || command.length === 0 ? null : command;
+export const envOrNull = (env: Readonly<Record<string, string>> | null | undefined): Readonly<Record<string, string>> | null =>
+  env == null || Object.keys(env).length === 0 ? null : env;
+
 export const STRATEGY_LIMITS = Object.freeze({
   /** max_surge and max_unavailable: a count, or a percentage of the target. */
   count: { min: 0, max: 100 },

@@ -46,6 +46,8 @@ describeBackends('steady client verbs against a real server', (db) => {
     // JSON on standard input, one object or an array of them.
     const json = JSON.stringify([{ name: 'api', container_image: 'nginx:1.27', target_replicas: 3, resources: { cpu_cores: 0.5, memory_mb: 512, gpu_units: 0, storage_gb: 1 } }]);
     expect(await steady(['apply', '-f', '-'], { stdin: json })).toEqual({ code: 0, stdout: 'deployment/api unchanged\n', stderr: '' });
+    // An empty command or env is none, to the API and to apply alike.
+    expect(await steady(['apply', '-f', file('empty.yaml', spec('api', 3, 'command: []\nenv: {}\n'))])).toEqual({ code: 0, stdout: 'deployment/api unchanged\n', stderr: '' });
 
     expect((await steady(['scale', 'worker', '--replicas', '2'])).stdout).toBe('deployment/worker scaled\n');
     const worker = (await client.findDeployment('worker'))!;

@@ -500,6 +500,23 @@ describeBackends('API deployments', (t, backend) => {
       expect(kept.items.map((r) => r.revision)).toEqual([14, 13, 12, 11, 10, 9, 8, 7, 6, 5]);
     });
 
+    it('takes an empty command or env as none: no revision, no rollout of a template that runs the same', async () => {
+      const d = await deploy(alice, 'empty-template', { command: [], env: {} });
+      expect(d).toMatchObject({ revision: 1, command: null, env: null });
+      const patch = async (body: unknown) => {
+        const res = await api.call('PATCH', `/api/deployment/${d.deployment_id}`, { token: alice, body });
+        expect(res.status).toBe(200);
+        return (await res.json()) as { revision: number; command: unknown; env: unknown };
+      };
+      expect(await patch({ command: [], env: {} })).toMatchObject({ revision: 1, command: null, env: null });
+      expect(await patch({ command: null, env: null })).toMatchObject({ revision: 1 });
+      expect(await patch({ command: ['sh', '-c', 'true'], env: { A: '1' } })).toMatchObject({ revision: 2, command: ['sh', '-c', 'true'], env: { A: '1' } });
+      expect(await patch({ command: [], env: {} })).toMatchObject({ revision: 3, command: null, env: null });
+      expect(await patch({ env: null })).toMatchObject({ revision: 3 });
+      const history = await historyOf(d.deployment_id);
+      expect(history.map((h) => h.reason)).toEqual(['Deployment created', 'Rollout started: command changed; env A changed', 'Rollout started: command changed; env A changed']);
+    });
+
     it('answers list pages read together (one statement) exactly as when read alone', async () => {
       for (let i = 0; i < 5; i++) await deploy(alice, `page-a-${i}`);
       for (let i = 0; i < 3; i++) await deploy(bob, `page-b-${i}`);

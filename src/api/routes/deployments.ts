@@ -11,6 +11,7 @@ import { listDeploymentPages, listDeploymentsNamed, pageKeyOf, type DeploymentPa
 import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
 import { DEFAULT_STRATEGY, mergeStrategy } from '../../domain/strategy.js';
+import { commandOrNull, envOrNull } from '../../domain/validation.js';
 import { Batcher } from '../../lib/batcher.js';
 import { Coalescer } from '../../lib/coalescer.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
@@ -136,8 +137,8 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
           template: {
             containerImage: body.container_image,
             resources: resourcesOf(body.resources),
-            command: body.command ?? null,
-            env: body.env ?? null,
+            command: commandOrNull(body.command),
+            env: envOrNull(body.env),
           },
           strategy,
         },

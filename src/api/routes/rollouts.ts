@@ -3,6 +3,7 @@ import type { Context } from '../../context.js';
 import { listRevisions } from '../../db/queries/revisions.js';
 import { changeDeployment, rollbackDeployment, setPaused } from '../../db/queries/rollout-commands.js';
 import { NotFoundError } from '../../domain/errors.js';
+import { commandOrNull, envOrNull } from '../../domain/validation.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
 import { notFoundOnBadId } from '../errors.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
@@ -74,8 +75,8 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       const template = {
         ...(body.container_image !== undefined && { containerImage: body.container_image }),
         ...(body.resources !== undefined && { resources: partialResources(body.resources) }),
-        ...(body.command !== undefined && { command: body.command }),
-        ...(body.env !== undefined && { env: body.env }),
+        ...(body.command !== undefined && { command: commandOrNull(body.command) }),
+        ...(body.env !== undefined && { env: envOrNull(body.env) }),
       };
       await changeDeployment(db, userId, id, {
         ...(Object.keys(template).length > 0 && { template }),

@@ -2,6 +2,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { ConflictError, ValidationError } from '../../domain/errors.js';
 import { DEFAULT_STRATEGY, mergeStrategy, strategyIssues, strategyJson, type StrategyJson } from '../../domain/strategy.js';
 import type { Resources, Strategy } from '../../domain/types.js';
+import { commandOrNull, envOrNull } from '../../domain/validation.js';
 import type { Tables } from '../tables.js';
 import { withLockedDeployment, type CommandResult, type LockedDeployment } from './deployment-commands.js';
 import { insertHistory } from './history.js';
@@ -56,8 +57,9 @@ export function describeTemplateChange(from: Template, to: Template): string[] {
   if (r0.memoryMb !== r1.memoryMb) out.push(`memory ${r0.memoryMb} MB → ${r1.memoryMb} MB`);
   if (r0.gpuUnits !== r1.gpuUnits) out.push(`gpu ${r0.gpuUnits} → ${r1.gpuUnits}`);
   if (r0.storageGb !== r1.storageGb) out.push(`storage ${r0.storageGb} GB → ${r1.storageGb} GB`);
-  if (!sameJson(from.command, to.command)) out.push('command changed');
-  if (!sameJson(from.env, to.env)) {
+  // Rows written before empty ones were stored as null may hold [] or {}: the same as null.
+  if (!sameJson(commandOrNull(from.command), commandOrNull(to.command))) out.push('command changed');
+  if (!sameJson(envOrNull(from.env), envOrNull(to.env))) {
     const names = new Set([...Object.keys(from.env ?? {}), ...Object.keys(to.env ?? {})]);
     const changed = [...names].filter((n) => from.env?.[n] !== to.env?.[n]).sort();
     out.push(`env ${changed.join(', ')} changed`);
