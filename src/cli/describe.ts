@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { ApiError } from '../client/api-error.js';
-import type { DeploymentState, Revision } from '../client/types.js';
-import { clientCommand, deploymentNamed, runClientAction, type ClientContext } from './client-command.js';
+import type { DeploymentState, NodeOverview, Revision } from '../client/types.js';
+import { clientCommand, deploymentNamed, nodeNamed, runClientAction, type ClientContext } from './client-command.js';
 import type { Cli } from './io.js';
 import { age, paint, renderTable, status } from './output/table.js';
 
@@ -16,6 +16,14 @@ export function addDescribeCommand(program: Command, cli: Cli): Command {
         const d = await deploymentNamed(ctx, nameOrId);
         const revisions = await revisionsIfServed(ctx, d.deployment_id);
         cli.out(describeDeployment(d, revisions, ctx.colour));
+      }),
+    );
+  clientCommand(describe, 'node <node>')
+    .aliases(['nodes', 'no'])
+    .description('status, capacity against allocation, replicas by status, labels and heartbeat (name or id; admin)')
+    .action((nameOrId: string, _options: unknown, command: Command) =>
+      runClientAction(cli, command, async (ctx) => {
+        cli.out(describeNode(await nodeNamed(ctx, nameOrId), ctx.colour));
       }),
     );
   return describe;
@@ -50,6 +58,9 @@ export function describeDeployment(d: DeploymentState, revisions: readonly Revis
     ],
     ['Resources', `${r.cpu_cores} CPU, ${r.memory_mb} MB memory, ${r.gpu_units} GPU, ${r.storage_gb} GB storage (per replica)`],
   ];
+  if (d.command !== undefined) fields.push(['Command', d.command === null ? "<the image's>" : d.command.map(shellWord).join(' ')]);
+  // Names only: values may be secrets, and describe's output gets pasted into tickets (-o yaml shows them).
+  if (d.env !== undefined) fields.push(['Environment', d.env === null ? '<none>' : Object.keys(d.env).sort().join(', ')]);
   if (d.revision !== undefined) fields.push(['Revision', String(d.revision)]);
   if (d.rollout) {
     const o = d.rollout;
@@ -94,6 +105,35 @@ export function describeDeployment(d: DeploymentState, revisions: readonly Revis
   return text;
 }
 
+/** kubectl's `describe node`, as far as steady knows a node: what it has, what is placed on it, and when it last spoke. */
+export function describeNode(n: NodeOverview, colour: boolean, now = Date.now()): string {
+  const labels = Object.entries(n.labels).map(([k, v]) => `${k}=${v}`);
+  const counts = Object.entries(n.replica_counts).filter(([, count]) => count > 0);
+  const fields: [string, string][] = [
+    ['Name', n.name],
+    ['ID', n.node_id],
+    ['Status', paint(status(n.status), colour)],
+    ['Labels', labels.length === 0 ? '<none>' : labels.join(', ')],
+    ['Replicas', counts.length === 0 ? '<none>' : counts.map(([s, count]) => `${count} ${s}`).join(', ')],
+    ['Heartbeat', n.last_heartbeat_at === null ? '<never>' : `${n.last_heartbeat_at} (${age(n.last_heartbeat_at, now)} ago)`],
+    ['Created', `${n.created_at} (${age(n.created_at, now)} ago)`],
+  ];
+  const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
+  let text = fields.map(([k, v]) => `${`${k}:`.padEnd(pad)}${v}\n`).join('');
+  // kubectl's "Allocated resources": what the replicas placed here hold, against what the node has.
+  const share = (used: number, of: number): string => (of === 0 ? '' : `${Math.round((used / of) * 100)}%`);
+  const rows = (
+    [
+      ['cpu', n.allocated.cpu_cores, n.cpu_cores],
+      ['memory_mb', n.allocated.memory_mb, n.memory_mb],
+      ['gpu', n.allocated.gpu_units, n.gpu_units],
+      ['storage_gb', n.allocated.storage_gb, n.storage_gb],
+    ] as const
+  ).map(([resource, used, of]) => [resource, String(Math.round(used * 1000) / 1000), String(of), share(used, of)]);
+  text += '\nAllocated resources:\n' + indent(renderTable(['RESOURCE', 'ALLOCATED', 'CAPACITY', 'USED'], rows, colour));
+  return text;
+}
+
 /**
  * Why a replica is where it is. A replica the scheduler could not place carries no reason of its own
  * on older servers: the deployment's (or its latest Unschedulable history row's) says why.
@@ -105,5 +145,8 @@ function replicaReason(x: DeploymentState['replicas'][number], d: DeploymentStat
   const unschedulable = [...d.recent_status_changes].reverse().find((c) => c.reason?.startsWith('Unschedulable'));
   return unschedulable?.reason ?? 'waiting to be scheduled';
 }
+
+/** An argument as a shell would need it written: bare when it is one plain word, else quoted. */
+const shellWord = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg));
 
 const indent = (text: string): string => text.replace(/^(?=.)/gm, '  ');

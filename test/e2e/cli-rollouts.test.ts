@@ -198,6 +198,20 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
       },
     );
     expect(wide.stdout).toMatch(/\nwatched\s+\S+\s+\S+\s+\d\/3\s+\d\s+\d\s+\S*\s*nginx:1\.28\s+2\s+progressing\s/);
+
+    // Named: only that deployment's rows, though another one changes first.
+    await steady(['apply', '-f', file('bystander.yaml', manifest('bystander', 'nginx:1.27', 1))]);
+    const named = await watch(
+      ['get', 'deployment', 'watched', '-w'],
+      (out) => /\nwatched\s+\S+\s+\S+\s+2\/2\s/.test(out),
+      async () => {
+        expect((await steady(['scale', 'bystander', '--replicas', '2'])).code).toBe(0);
+        expect((await steady(['rollout', 'status', 'bystander', '--timeout', '120s'])).code).toBe(0);
+        expect((await steady(['scale', 'watched', '--replicas', '2'])).code).toBe(0);
+      },
+    );
+    expect(named.stdout).toMatch(/^NAME\s+STATUS[^\n]*\nwatched\s/);
+    expect(named.stdout).not.toContain('bystander');
   }, PATIENCE_MS * 2);
 
   it('events -w follows live, and after a lost connection resumes with Last-Event-ID: nothing missed', async () => {

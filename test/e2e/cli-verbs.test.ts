@@ -98,6 +98,20 @@ describeBackends('steady client verbs against a real server', (db) => {
     expect(JSON.parse((await steady(['get', 'deployments', '-o', 'json'])).stdout)).toEqual({ items });
     expect(parseYaml((await steady(['get', 'deployments', '-o', 'yaml'])).stdout)).toEqual({ items });
     expect(await steady(['get', 'deployments', '-o', 'xml'])).toMatchObject({ code: 2, stderr: expect.stringContaining("argument 'xml' is invalid") });
+
+    // By name or id: the rows asked for; as json or yaml one object alone, several as {items}.
+    const listed = (await client.findDeployment('listed'))!;
+    const one = await steady(['get', 'deployment', 'listed']);
+    expect(one.code).toBe(0);
+    expect(one.stdout.trimEnd().split('\n')).toEqual([expect.stringMatching(/^NAME\s+STATUS/), expect.stringMatching(/^listed\s+running\s+healthy\s+1\/1\s+1\s+1\s+\d+s$/)]);
+    const { updated_at: _u, replicas: _r, ...stable } = listed;
+    expect(JSON.parse((await steady(['get', 'deployment', listed.deployment_id, '-o', 'json'])).stdout)).toMatchObject(stable);
+    const twice = parseYaml((await steady(['get', 'deploy', 'listed', listed.deployment_id, '-o', 'yaml'])).stdout) as { items: { name: string }[] };
+    expect(twice.items).toEqual([expect.objectContaining({ name: 'listed', replicas: expect.any(Array) })]);
+    // A name not found: the others are printed, the missing one named on stderr, exit code 1.
+    const partly = await steady(['get', 'deployments', 'listed', 'absent']);
+    expect(partly).toMatchObject({ code: 1, stderr: 'error: deployment "absent" not found\n', stdout: expect.stringMatching(/\nlisted\s+running/) });
+    expect(await steady(['get', 'deployment', 'absent', '-o', 'json'])).toEqual({ code: 1, stdout: '', stderr: 'error: deployment "absent" not found\n' });
   }, 60_000);
 
   it('describe shows status, replicas on named nodes, why a replica is pending, and recent events', async () => {
@@ -107,6 +121,7 @@ describeBackends('steady client verbs against a real server', (db) => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^Name:\s+described\nID:\s+[0-9a-f-]{36}\nStatus:\s+running\n/);
     expect(run.stdout).toMatch(/Image:\s+nginx:1\.27/);
+    expect(run.stdout).toMatch(/Command:\s+<the image's>\nEnvironment:\s+<none>\n/);
     expect(run.stdout).toMatch(/Replicas:\n\s+ID\s+STATUS\s+NODE[\s\S]*running\s+node-\w+-[12]/);
     expect(run.stdout).toMatch(/Events:\n\s+AGE\s+CHANGE\s+REASON\n[\s\S]*pending → /);
 
@@ -156,6 +171,16 @@ describeBackends('steady client verbs against a real server', (db) => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toMatch(/^error: .+\(403 forbidden\)\n$/);
     expect((await runInProcess(['get', 'nodes', '-o', 'json'], { env: adminEnv })).stdout).toContain(`"name": "${name}"`);
+    const node = JSON.parse((await runInProcess(['get', 'node', name, '-o', 'json'], { env: adminEnv })).stdout) as { node_id: string; name: string };
+    expect(node).toMatchObject({ name, node_id: first!.node_id });
+    const rows = (await runInProcess(['get', 'nodes', first!.node_id, 'absent'], { env: adminEnv }));
+    expect(rows).toMatchObject({ code: 1, stderr: 'error: node "absent" not found\n' });
+    expect(rows.stdout.trimEnd().split('\n')).toEqual([expect.stringMatching(/^NAME\s+STATUS/), expect.stringMatching(new RegExp(`^${name}\\s+ready\\s`))]);
+    const described = await runInProcess(['describe', 'node', name], { env: adminEnv });
+    expect(described.code).toBe(0);
+    expect(described.stdout).toMatch(new RegExp(`^Name:\\s+${name}\nID:\\s+${first!.node_id}\nStatus:\\s+ready\n`));
+    expect(described.stdout).toMatch(/Allocated resources:\n\s+RESOURCE\s+ALLOCATED\s+CAPACITY\s+USED\n\s+cpu\s+[\d.]+\s+\d+\s+\d+%\n\s+memory_mb\s/);
+    expect(await runInProcess(['describe', 'node', 'absent'], { env: adminEnv })).toEqual({ code: 1, stdout: '', stderr: 'error: node "absent" not found\n' });
   }, 90_000);
 
   it('events lists the recent status changes in time order', async () => {
