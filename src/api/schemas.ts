@@ -157,8 +157,9 @@ export const ListQuery = z.strictObject({
     .openapi({ param: { name: 'cursor', in: 'query' }, description: 'next_cursor of the previous page (opaque)' }),
   name: z
     .string()
-    .min(1)
+    .min(D.name.min)
     .max(D.name.max)
+    .regex(D.name.pattern, 'letters, digits, "-" and "_" only')
     .optional()
     .openapi({ param: { name: 'name', in: 'query' }, description: 'only the live deployment with this name (names are unique per user)' }),
 });
@@ -355,7 +356,7 @@ export const ReplicaReportBody = z
   .strictObject({
     status: ReplicaStatusEnum,
     container_id: z.string().min(R.containerId.min).max(R.containerId.max).regex(R.containerId.pattern).optional(),
-    reason: z.string().max(R.reason.max).optional(),
+    reason: z.string().max(R.reason.max).regex(NO_NUL, 'no NUL characters').optional(),
   })
   .openapi('ReplicaReport');
 

@@ -359,8 +359,8 @@ describeBackends('API deployments', (t, backend) => {
       expect((await api.call('GET', `/api/deployment/list?name=${'a'.repeat(101)}`, { token: erin })).status).toBe(422);
     });
 
-    it('422s a bad limit or cursor', async () => {
-      for (const query of ['limit=0', 'limit=101', 'limit=abc', 'limit=2.5', 'cursor=%24%24%24', 'cursor=dGhpcyBpcyBub3Q', 'cursor=djE6OTk5OTk5OTk5OTk5OTk5OTk5OTk6eA', 'unknown=1']) {
+    it('422s a bad limit, cursor or name (a NUL included: PostgreSQL stores none)', async () => {
+      for (const query of ['limit=0', 'limit=101', 'limit=abc', 'limit=2.5', 'cursor=%24%24%24', 'cursor=dGhpcyBpcyBub3Q', 'cursor=djE6OTk5OTk5OTk5OTk5OTk5OTk5OTk6eA', 'unknown=1', 'name=%00', 'name=a.b', 'name=', 'cursor=%00']) {
         const res = await api.call('GET', `/api/deployment/list?${query}`, { token: alice });
         expect(res.status, query).toBe(422);
         expect(((await res.json()) as { error: { code: string } }).error.code).toBe('validation_failed');

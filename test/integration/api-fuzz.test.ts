@@ -97,6 +97,11 @@ describeBackends('API under hostile input (property)', (t) => {
           fc.jsonValue(),
         ),
         status: fc.constantFrom('pending', 'starting', 'running', 'stopping', 'stopped', 'failed', 'ready', 'cordoned', 'draining', 'nope'),
+        // Any code point, NUL and control characters included: PostgreSQL stores no NUL in text.
+        reason: fc.oneof(fc.string({ unit: 'binary', maxLength: 30 }), fc.constant('Error\u0000')),
+        container_id: fc.string({ unit: 'binary', maxLength: 30 }),
+        command: fc.array(fc.string({ unit: 'binary', maxLength: 10 }), { maxLength: 3 }),
+        env: fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ unit: 'binary', maxLength: 10 }), { maxKeys: 2 }),
         labels: fc.dictionary(fc.string({ maxLength: 70 }), fc.oneof(fc.string({ maxLength: 70 }), fc.integer())),
         cpu_cores: fc.double(),
         extra: fc.anything(),
@@ -133,7 +138,10 @@ describeBackends('API under hostile input (property)', (t) => {
     // -1: the token the route is meant for, so that requests get past authentication and reach handlers.
     tokenIndex: fc.oneof({ arbitrary: fc.constant(-1), weight: 3 }, { arbitrary: fc.integer({ min: 0, max: 6 }), weight: 2 }),
     headers: fc.dictionary(headerName, headerValue, { maxKeys: 3 }),
-    query: fc.constantFrom('', '?limit=5', '?limit=-1', '?limit=abc', '?cursor=abc', '?limit=1&limit=2', '?x=%ZZ'),
+    query: fc.oneof(
+      fc.constantFrom('', '?limit=5', '?limit=-1', '?limit=abc', '?cursor=abc', '?limit=1&limit=2', '?x=%ZZ', '?name=%00', '?cursor=%00', '?name=fuzz-web'),
+      fc.tuple(fc.constantFrom('name', 'cursor'), fc.string({ unit: 'binary', maxLength: 20 })).map(([k, v]) => `?${k}=${encodeURIComponent(v)}`),
+    ),
   });
 
   it('never answers 5xx, always the error body on 4xx, never changes the database when rejecting', async () => {

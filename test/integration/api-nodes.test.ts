@@ -211,6 +211,11 @@ describeBackends('API nodes and replicas', (t) => {
       expect((await report({ status: 'running' })).status).toBe(200);
       const running = await replica(id);
       expect(running).toMatchObject({ status: 'running', container_id: 'c-keep', reason: null, stopped_at: null });
+      // A reason PostgreSQL could not store (a NUL in it) is the agent's error to read, not a 500.
+      const nul = await report({ status: 'failed', reason: 'exec: \u0000' });
+      expect(nul.status).toBe(422);
+      expect(await nul.json()).toMatchObject({ error: { code: 'validation_failed', details: [{ path: 'reason', message: 'no NUL characters' }] } });
+      expect((await replica(id)).status).toBe('running');
       expect((await report({ status: 'failed', reason: 'OOMKilled' })).status).toBe(200);
       expect(await replica(id)).toMatchObject({ status: 'failed', container_id: 'c-keep', reason: 'OOMKilled', started_at: running.started_at });
     });
