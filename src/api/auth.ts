@@ -114,8 +114,9 @@ function classifyVerifyError(err: unknown, usesJwks: boolean): Error {
 
 function principalOf(payload: JWTPayload): Principal {
   const subject = payload.sub;
-  if (typeof subject !== 'string' || subject.length === 0 || subject.length > 255) {
-    throw new UnauthorizedError('token sub must be a non-empty string');
+  // Stored as the user's key: no control characters (PostgreSQL stores no NUL), at most 255.
+  if (typeof subject !== 'string' || subject.length === 0 || subject.length > 255 || /\p{Cc}/u.test(subject)) {
+    throw new UnauthorizedError('token sub must be a non-empty string of at most 255 characters, without control characters');
   }
   const roles = payload.roles ?? [];
   if (!Array.isArray(roles) || !roles.every((r): r is string => typeof r === 'string')) {

@@ -43,6 +43,8 @@ export function addTokenCommand(program: Command, cli: Cli): Command {
     .action(async (options: { sub: string; role?: string[]; ttl: number }, command: Command) => {
       const sub = options.sub.trim();
       if (sub === '') usageError(command, '--sub must not be empty');
+      // What the API takes as a subject (auth.ts): a token it would refuse is no use to print.
+      if (sub.length > 255 || /\p{Cc}/u.test(sub)) usageError(command, '--sub: at most 255 characters, without control characters');
       const roles = [...new Set((options.role ?? []).flatMap((r) => r.split(',')).map((r) => r.trim()).filter((r) => r !== ''))];
       const unknown = roles.filter((r) => !(TOKEN_ROLES as readonly string[]).includes(r));
       if (unknown.length > 0) usageError(command, `unknown role ${JSON.stringify(unknown[0])}; roles are ${TOKEN_ROLES.join(' and ')}`);

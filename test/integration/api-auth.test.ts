@@ -74,6 +74,9 @@ describeBackends('API authentication', (t) => {
       ['no exp', `Bearer ${await hsToken({ sub: 'x' })}`],
       ['no sub', `Bearer ${await hsToken({ exp: now() + 3600 })}`],
       ['sub not a string', `Bearer ${await hsToken({ sub: 42, exp: now() + 3600 })}`],
+      // Signed, but a key PostgreSQL could not store (a NUL): refused, not a 500.
+      ['sub with a NUL', `Bearer ${await hsToken({ sub: 'a\u0000b', exp: now() + 3600 })}`],
+      ['sub with a control character', `Bearer ${await hsToken({ sub: 'a\u001bb', exp: now() + 3600 })}`],
       ['roles a string', `Bearer ${await hsToken({ sub: 'x', exp: now() + 3600, roles: 'admin' })}`],
       ['roles not strings', `Bearer ${await hsToken({ sub: 'x', exp: now() + 3600, roles: [1, 2] })}`],
       ['roles an object', `Bearer ${await hsToken({ sub: 'x', exp: now() + 3600, roles: { admin: true } })}`],

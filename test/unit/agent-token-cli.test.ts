@@ -105,6 +105,8 @@ describe('steady token', () => {
     [['--sub', 'a', '--ttl', 'forever'], '--ttl'],
     [['--sub', 'a', '--colour'], "unknown option '--colour'"],
     [['--sub', 'bad name', '--role', 'node'], 'node name'],
+    [['--sub', 'a\u001bb'], 'without control characters'],
+    [['--sub', 'x'.repeat(256)], 'at most 255 characters'],
   ])('exits 2 with usage for %j', async (args, message) => {
     expect(await runToken(args, { JWT_SECRET: SECRET })).toBe(2);
     expect(stderr).toContain(message);
