@@ -1,7 +1,7 @@
 import type { Context } from '../context.js';
 import { AfterCommitWake } from '../db/after-commit-wake.js';
-import { isTransientDbError, type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
-import { loadNodes, StaleReadError } from '../db/controller/reconcile-store.js';
+import { type DedicatedConnection, type Listener, type Notification } from '../db/database.js';
+import { loadNodes } from '../db/controller/reconcile-store.js';
 import {
   countReplicasByStatus,
   deleteExpiredReplicas,
@@ -16,6 +16,7 @@ import { REPLICA_STATUSES } from '../domain/types.js';
 import { CapacityWatch } from './capacity-watch.js';
 import { LeaderElection } from './leader-election.js';
 import { Periodic } from './periodic.js';
+import { QUIET_FAILURES, reconcileFailure } from './reconcile-failure.js';
 import { createReconciler, type Reconcile } from './reconciler.js';
 import { WorkQueue } from './work-queue.js';
 
@@ -160,9 +161,8 @@ class ActiveController {
         return outcomes;
       },
       onError: (key, err, retryInMs, failures) => {
-        const expected = err instanceof StaleReadError || isTransientDbError(err) || isConflict(err);
         const fields = { deployment_id: key, err: message(err), retry_in_ms: retryInMs, failures };
-        if (expected && failures < 5) log.debug(fields, 'reconcile conflicted; retrying');
+        if (reconcileFailure(err) !== 'fault' && failures < QUIET_FAILURES) log.debug(fields, 'reconcile conflicted; retrying');
         else log.warn(fields, 'reconcile failed; retrying with back-off');
       },
     });
@@ -294,5 +294,3 @@ class ActiveController {
 }
 
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err));
-// ST001 overcommit and ST003 an unschedulable node, refused by the allocation trigger: the nodes changed since the read.
-const isConflict = (err: unknown): boolean => ['ST001', 'ST003', '40001', '40P01'].includes(String((err as { code?: unknown })?.code));

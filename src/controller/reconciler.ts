@@ -1,11 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import type { Context } from '../context.js';
-import { isTransientDbError } from '../db/database.js';
 import { NodeCache } from '../db/controller/node-cache.js';
 import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock } from '../db/controller/reconcile-store.js';
 import { NodeView } from '../domain/node-view.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
 import type { Deployment, Node, Replica } from '../domain/types.js';
+import { reconcileFailure } from './reconcile-failure.js';
 import type { Outcome, WorkItem } from './work-queue.js';
 
 export interface ReconcileResult {
@@ -132,7 +132,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
       return await runBatch(items);
     } catch (err) {
       // Alone, or the database itself in trouble: every key fails and retries with its back-off.
-      if (items.length <= 1 || isTransientDbError(err)) throw err;
+      if (items.length <= 1 || reconcileFailure(err) === 'transient') throw err;
       ctx.logger.debug({ err: err instanceof Error ? err.message : String(err), batch: items.length }, 'batch failed; reconciling its deployments one by one');
       const out = new Map<string, ReconcileOutcome>();
       for (const item of items) {
