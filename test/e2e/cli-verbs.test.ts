@@ -12,6 +12,8 @@ import { freePort } from '../support/postgres-server.js';
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'steady-cli-'));
 
+const nodeNamedIn = async (client: SteadyClient, name: string) => (await client.nodes()).find((n) => n.name === name)!;
+
 describeBackends('steady client verbs against a real server', (db) => {
   let cluster: TestCluster;
   let env: Record<string, string>;
@@ -181,6 +183,19 @@ describeBackends('steady client verbs against a real server', (db) => {
     expect(described.stdout).toMatch(new RegExp(`^Name:\\s+${name}\nID:\\s+${first!.node_id}\nStatus:\\s+ready\n`));
     expect(described.stdout).toMatch(/Allocated resources:\n\s+RESOURCE\s+ALLOCATED\s+CAPACITY\s+USED\n\s+cpu\s+[\d.]+\s+\d+\s+\d+%\n\s+memory_mb\s/);
     expect(await runInProcess(['describe', 'node', 'absent'], { env: adminEnv })).toEqual({ code: 1, stdout: '', stderr: 'error: node "absent" not found\n' });
+
+    // delete node: only one that holds nothing (the API's 409 otherwise); a kind it does not know is usage.
+    const spare = new SteadyClient({ baseUrl: cluster.url, token: await cluster.token('spare', ['node']) });
+    await spare.registerNode({ name: 'spare', cpu_cores: 1, memory_mb: 1024, gpu_units: 0, storage_gb: 10 });
+    await admin.setNodeStatus((await nodeNamedIn(admin, 'spare')).node_id, 'cordoned');
+    await steady(['apply', '-f', file('pinned.yaml', spec('pinned', 1))]);
+    expect((await steady(['rollout', 'status', 'pinned', '--timeout', '60s'])).code).toBe(0);
+    const busy = (await admin.nodes()).find((n) => n.replica_counts.running > 0)!;
+    expect(await runInProcess(['delete', 'node', busy.name], { env: adminEnv })).toMatchObject({ code: 1, stderr: expect.stringMatching(/drain it first \(409 conflict\)/) });
+    expect(await runInProcess(['delete', 'node', 'spare'], { env: adminEnv })).toEqual({ code: 0, stdout: 'node/spare deleted\n', stderr: '' });
+    expect((await admin.nodes()).some((n) => n.name === 'spare')).toBe(false);
+    expect(await runInProcess(['delete', 'node', 'spare'], { env: adminEnv })).toEqual({ code: 1, stdout: '', stderr: 'error: node "spare" not found\n' });
+    expect(await runInProcess(['delete', 'pod', 'spare'], { env: adminEnv })).toMatchObject({ code: 2, stderr: expect.stringContaining('unknown kind "pod"') });
   }, 90_000);
 
   it('events lists the recent status changes in time order', async () => {

@@ -306,6 +306,33 @@ describe.skipIf(chromiumMissing !== null)('the dashboard in Chromium', () => {
     expect(errors).toEqual([]);
   }, SLOW);
 
+  it('removes a node that holds nothing, after asking; a node with replicas offers no Remove', async () => {
+    const nodeToken = await signToken(TEST_JWT_SECRET, { sub: 'spare', roles: ['node'], ttlSec: 3600 });
+    const registered = await api<{ node_id: string }>(nodeToken, 'POST', '/api/nodes', { name: 'spare', cpu_cores: 1, memory_mb: 1024, gpu_units: 0, storage_gb: 10 });
+    expect(registered.status).toBe(201);
+    // Cordoned at once, so that nothing is placed on it meanwhile.
+    expect((await api(adminToken, 'PATCH', `/api/nodes/${registered.body.node_id}`, { status: 'cordoned' })).status).toBe(200);
+    const { page, errors } = (browser = await openBrowser());
+    await page.goto(`${origin}/#token=${adminToken}`);
+    await page.getByRole('link', { name: 'Nodes' }).click();
+    const spare = page.locator('li[data-node="spare"]');
+    await spare.waitFor();
+    // A node that runs something (every deployment of the tests before is on the dev nodes) has no Remove.
+    const busy = (await api<{ items: { name: string; replica_counts: Record<string, number> }[] }>(adminToken, 'GET', '/api/nodes')).body.items.find(
+      (n) => (n.replica_counts.running ?? 0) > 0,
+    );
+    expect(busy).toBeDefined();
+    expect(await page.locator(`li[data-node="${busy!.name}"]`).getByRole('button', { name: 'Remove' }).count()).toBe(0);
+    await spare.getByRole('button', { name: 'Remove' }).click();
+    await page.keyboard.press('Escape');
+    expect((await api<{ items: { name: string }[] }>(adminToken, 'GET', '/api/nodes')).body.items.some((n) => n.name === 'spare')).toBe(true);
+    await spare.getByRole('button', { name: 'Remove' }).click();
+    await page.getByRole('dialog', { name: 'Remove' }).getByRole('button', { name: 'Remove' }).click();
+    await expect.poll(() => spare.count(), WAIT).toBe(0);
+    expect((await api<{ items: { name: string }[] }>(adminToken, 'GET', '/api/nodes')).body.items.some((n) => n.name === 'spare')).toBe(false);
+    expect(errors).toEqual([]);
+  }, SLOW);
+
   it('sends a refused token back to sign-in', async () => {
     const { page, errors } = (browser = await openBrowser());
     const expired = await signToken(TEST_JWT_SECRET, { sub: 'demo', ttlSec: -3600 });

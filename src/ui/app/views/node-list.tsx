@@ -11,7 +11,7 @@ import type { NodeOverview } from '../types.js';
 
 type NodeStatus = 'ready' | 'cordoned' | 'draining';
 
-/** Every node (admin): capacity against allocation, replica counts, cordon / uncordon / drain. */
+/** Every node (admin): capacity against allocation, replica counts, cordon / uncordon / drain, and remove once empty. */
 export function NodeList() {
   const { client, isAdmin } = useSession();
   const now = useNow();
@@ -22,6 +22,15 @@ export function NodeList() {
     setActionError(null);
     try {
       await client.setNodeStatus(node.node_id, status);
+    } catch (err) {
+      setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
+    }
+    await nodes.reload();
+  };
+  const remove = async (node: NodeOverview) => {
+    setActionError(null);
+    try {
+      await client.deleteNode(node.node_id);
     } catch (err) {
       setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
     }
@@ -50,6 +59,7 @@ export function NodeList() {
       <ul class="nodes">
         {sorted.map((n) => {
           const counts = Object.entries(n.replica_counts).filter(([, count]) => count > 0);
+          const active = n.replica_counts.pending + n.replica_counts.starting + n.replica_counts.running + n.replica_counts.stopping;
           return (
             <li key={n.node_id} class="node" data-node={n.name}>
               <div class="node-head">
@@ -81,6 +91,15 @@ export function NodeList() {
                   question={`Drain ${n.name}? Its replicas are stopped and placed on other nodes.`}
                   onConfirm={() => setStatus(n, 'draining')}
                 />
+                {/* As `kubectl delete node` after a drain: only a node that holds nothing (the API says 409 otherwise). */}
+                {active === 0 && (
+                  <ConfirmButton
+                    label="Remove"
+                    danger
+                    question={`Remove ${n.name}? An agent still running there registers it again.`}
+                    onConfirm={() => remove(n)}
+                  />
+                )}
               </div>
             </li>
           );
