@@ -95,8 +95,9 @@ export function rolloutProgress(d: DeploymentState): Progress {
     return { done: false, line: `Waiting for ${name} spec update to be observed...` };
   }
   const waiting = `Waiting for ${name} rollout to finish`;
-  // Why it is stuck, when something says so: the rollout (RolloutBlocked), else the deployment (Unschedulable, a back-off).
-  const why = rollout.reason ?? d.reason;
+  // Why it is stuck, when something says so: the rollout (RolloutBlocked), else the deployment
+  // (Unschedulable, a back-off), else the latest failure of a new replica (ErrImagePull, a crash).
+  const why = rollout.reason ?? d.reason ?? lastFailure(d, rollout.revision);
   const blocked = why ? ` (${why})` : '';
   if (rollout.updated_replicas < d.target_replicas) {
     return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
@@ -109,6 +110,14 @@ export function rolloutProgress(d: DeploymentState): Progress {
   if (rollout.state === 'complete') return { done: true, failed: false, line: `${name} successfully rolled out (revision ${rollout.revision})` };
   // All there and available: only the controller's word that it completed is missing (no line).
   return { done: false, line: '' };
+}
+
+/** The reason of the newest failed replica of `revision`, as `last failure: …`, or null. */
+function lastFailure(d: DeploymentState, revision: number): string | null {
+  const failed = d.replicas
+    .filter((r) => r.revision === revision && r.status === 'failed' && r.reason)
+    .sort((a, b) => Date.parse(b.stopped_at ?? '') - Date.parse(a.stopped_at ?? ''));
+  return failed[0] ? `last failure: ${failed[0].reason}` : null;
 }
 
 const changeKey = (c: DeploymentState['recent_status_changes'][number]): string => `${c.changed_at} ${c.old_status} ${c.new_status}`;

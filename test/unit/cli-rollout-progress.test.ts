@@ -78,4 +78,27 @@ describe('rollout status progress', () => {
     const progressing = state({ rollout: { state: 'progressing', revision: 1, updated_replicas: 3, available_replicas: 3, reason: null } });
     expect(rolloutProgress(progressing)).toEqual({ done: false, line: '' });
   });
+
+  it("says why new replicas are missing when only they know: the newest failure of the desired revision's replicas", () => {
+    const failedAt = (reason: string, stoppedAt: string, revision = 2): Replica => ({ ...replica('failed', revision), reason, stopped_at: stoppedAt });
+    const d = state({
+      generation: 2,
+      observed_generation: 2,
+      revision: 2,
+      rollout: { state: 'progressing', revision: 2, updated_replicas: 1, available_replicas: 0, reason: null },
+    });
+    const pulling = {
+      ...d,
+      replicas: [
+        ...d.replicas,
+        failedAt('ErrImagePull: no such image', '2026-01-01T00:00:02.000Z'),
+        failedAt('ErrImagePull: timeout', '2026-01-01T00:00:05.000Z'),
+        failedAt('OOMKilled', '2026-01-01T00:00:09.000Z', 1),
+      ],
+    };
+    expect(rolloutProgress(pulling).line).toBe('Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated... (last failure: ErrImagePull: timeout)');
+    // What the rollout or the deployment says comes first; with no failure there is no parenthesis.
+    expect(rolloutProgress({ ...pulling, reason: 'Unschedulable: 0/3 nodes are available' }).line).toMatch(/\(Unschedulable: 0\/3 nodes are available\)$/);
+    expect(rolloutProgress(d).line).toBe('Waiting for deployment "web" rollout to finish: 1 out of 3 new replicas have been updated...');
+  });
 });
