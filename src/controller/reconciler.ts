@@ -176,6 +176,9 @@ export function describePlan(plan: Plan): Record<string, unknown> {
     out.rollout_revision = plan.step.revision;
     out.old_replicas = plan.step.oldReplicas;
     out.new_replicas = plan.step.newReplicas;
+    // Old replicas brought back with the last completed template (created now, not held by a back-off).
+    const restored = plan.create.filter((c) => c.revision !== plan.step!.revision).length;
+    if (restored > 0) out.restored = restored;
   }
   if (plan.rollbackTo !== null) out.rolled_back_to = plan.rollbackTo;
   if (plan.deployment.observedGeneration !== undefined) out.generation = plan.deployment.observedGeneration;

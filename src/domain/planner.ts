@@ -60,6 +60,8 @@ export interface StepSummary {
   readonly oldReplicas: number;
   readonly newReplicas: number;
   readonly created: number;
+  /** Replicas of the last completed template created in place of old ones lost meanwhile. */
+  readonly restored: number;
   readonly stopped: number;
 }
 
@@ -200,6 +202,8 @@ const planActions = (input: PlannerInput): Plan => {
   // What to create, by revision: the desired one, except when scaling a paused rollout.
   let createCount = 0;
   let createOf: { revision: number; resources: Resources } = { revision: d.revision, resources: need };
+  // Old replicas lost during a rollout, brought back with the last template that completed (rollout.ts says when).
+  let restoreOf: { count: number; revision: number; resources: Resources } | null = null;
   let step: StepSummary | null = null;
   let blockedPossible = false;
   const stopVictims = (victims: readonly Replica[], reason: string) => {
@@ -219,11 +223,24 @@ const planActions = (input: PlannerInput): Plan => {
     const largest = largestOther(active.filter((r) => !isCurrent(r)), active.filter(isCurrent).length);
     if (largest) createOf = { revision: largest.revision, resources: largest.resources };
   } else {
-    const taken = rolloutStep({ target, strategy: d.strategy, current: active.filter(isCurrent), old, oldStopping, isAvailable });
+    // The last template that completed, priced by one of its replicas (lost ones included), unless it is the desired one.
+    const stable =
+      d.stableTemplateRevision === null || d.stableTemplateRevision === d.templateRevision
+        ? undefined
+        : replicas.find((r) => r.templateRevision === d.stableTemplateRevision);
+    const taken = rolloutStep({ target, strategy: d.strategy, current: active.filter(isCurrent), old, oldStopping, isAvailable, restorable: stable !== undefined });
     stopVictims(taken.stopCurrent, 'ScaledDown');
     stopVictims(taken.stopOld, 'RolloutReplaced');
     createCount = taken.scaleUp;
-    step = { revision: d.revision, oldReplicas: old.length, newReplicas: active.filter(isCurrent).length, created: taken.scaleUp, stopped: taken.stopOld.length };
+    if (stable !== undefined && taken.restore > 0) restoreOf = { count: taken.restore, revision: stable.revision, resources: stable.resources };
+    step = {
+      revision: d.revision,
+      oldReplicas: old.length,
+      newReplicas: active.filter(isCurrent).length,
+      created: taken.scaleUp,
+      restored: taken.restore,
+      stopped: taken.stopOld.length,
+    };
     blockedPossible = taken.maxUnavailable === 0 && taken.stopOld.length === 0;
   }
 
@@ -251,11 +268,19 @@ const planActions = (input: PlannerInput): Plan => {
     });
   }
 
-  const missing = createCount;
+  const missing = createCount + (restoreOf?.count ?? 0);
   const held = missing > 0 && backoffUntil !== null && backoffUntil.getTime() > now.getTime();
-  const creating = missing > 0 && !held ? placeReplicas(missing, createOf.resources, nodes, perNode) : null;
-  const create = (creating?.placements ?? []).map((nodeId): PlannedCreate => ({ nodeId, ...createOf }));
-  const createReason = creating?.unschedulableReason ?? null;
+  // Restored replicas first: they bring availability back; then the desired template's.
+  const restoring = restoreOf !== null && !held ? placeReplicas(restoreOf.count, restoreOf.resources, nodes, perNode) : null;
+  const restored = (restoring?.placements ?? []).map((nodeId): PlannedCreate => ({ nodeId, revision: restoreOf!.revision, resources: restoreOf!.resources }));
+  for (const r of restored) {
+    if (r.nodeId === null) continue;
+    nodes = withAllocated(nodes, r.nodeId, r.resources, 1);
+    count(r.nodeId);
+  }
+  const creating = createCount > 0 && !held ? placeReplicas(createCount, createOf.resources, nodes, perNode) : null;
+  const create = [...restored, ...(creating?.placements ?? []).map((nodeId): PlannedCreate => ({ nodeId, ...createOf }))];
+  const createReason = restoring?.unschedulableReason ?? creating?.unschedulableReason ?? null;
 
   const bound = new Set(bind.map((b) => b.replicaId));
   const activeAfter = active.length + create.length;

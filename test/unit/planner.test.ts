@@ -297,6 +297,45 @@ describe('planDeployment: failures', () => {
   });
 });
 
+describe('planDeployment: old replicas lost during a rollout', () => {
+  // Rolling from revision 1 (NEED, complete: the stable one) to revision 2, whose replicas fit on no node.
+  const HUGE: Resources = { cpuCores: 64, memoryMb: 1024, gpuUnits: 0, storageGb: 1 };
+  const rolling = (over: Partial<Deployment> = {}) =>
+    deployment({
+      status: 'running',
+      targetReplicas: 2,
+      everRunning: true,
+      revision: 2,
+      templateRevision: 2,
+      resources: HUGE,
+      strategy: { ...firstRevision.strategy, maxSurge: 1, maxUnavailable: 0 },
+      rollout: { state: 'progressing', reason: 'RolloutBlocked: Unschedulable', progressAt: NOW, bestAvailable: 0, leastOld: 2, failures: 0 },
+      ...over,
+    });
+  const running = (id: string, nodeId: string) => replica(id, 'running', nodeId, { startedAt: new Date(NOW.getTime() - 60_000) });
+  const lost = (id: string) => replica(id, 'failed', null, { reason: 'NodeLost' });
+
+  it('brings a lost old replica back with the last template that completed, before any new one takes its room', () => {
+    const rs = [running('old-1', 'n1'), lost('old-2'), replica('new-1', 'pending', null, { revision: 2, templateRevision: 2, resources: HUGE })];
+    const plan = planDeployment(input(rolling(), rs, [node('n1'), node('n2')]));
+    expect(plan.markReplaced).toEqual(['old-2']);
+    // Availability was 1 of a floor of 2 − 0: one replica of revision 1 comes back; the surge is the pending new one.
+    expect(plan.create).toEqual([{ nodeId: 'n2', revision: 1, resources: NEED }]);
+    expect(plan.step).toMatchObject({ restored: 1, created: 0 });
+  });
+
+  it('restores nothing while availability holds, nor when the template that completed is the one rolled to', () => {
+    const rs = [running('old-1', 'n1'), running('old-2', 'n2'), replica('new-1', 'pending', null, { revision: 2, templateRevision: 2, resources: HUGE })];
+    expect(planDeployment(input(rolling(), rs, [node('n1'), node('n2')])).create).toEqual([]);
+    // A rollback in progress: revision 3 carries the stable template 1; the lost replica was of the failed template.
+    const back = rolling({ revision: 3, templateRevision: 1, resources: NEED, stableRevision: 1, stableTemplateRevision: 1 });
+    const bad = [replica('bad-1', 'running', 'n1', { revision: 2, templateRevision: 2, startedAt: new Date(NOW.getTime() - 60_000) }), replica('bad-2', 'failed', null, { reason: 'NodeLost', revision: 2, templateRevision: 2, resources: HUGE })];
+    const plan = planDeployment(input(back, bad, [node('n1'), node('n2')]));
+    expect(plan.create.every((c) => c.revision === 3)).toBe(true);
+    expect(plan.step?.restored).toBe(0);
+  });
+});
+
 describe('applyPlan and isEmptyPlan', () => {
   it('gives generated ids that do not collide and marks failures replaced', () => {
     const rs = [replica('d1-r1', 'failed', 'n1', { reason: 'NodeLost' })];

@@ -91,6 +91,29 @@ const agentsTick = (w: World, choices: readonly boolean[], badTemplate: number |
   return { ...w, input: { ...w.input, now, replicas } };
 };
 
+/** N replicas of revision 1 running for an hour, and the PATCH: revision 2, a new template, a fresh rollout. */
+const patchedToRevision2 = (target: number, strategy: Strategy): World => {
+  const deployment: Deployment = {
+    id: 'd',
+    name: 'web',
+    status: 'running',
+    statusReason: null,
+    targetReplicas: target,
+    deleted: false,
+    resources: NEED,
+    restartCount: 0,
+    backoffUntil: null,
+    everRunning: true,
+    ...firstRevision,
+    strategy,
+    revision: 2,
+    templateRevision: 2,
+    rollout: { state: 'progressing', reason: null, progressAt: new Date(T0), bestAvailable: 0, leastOld: null, failures: 0 },
+  };
+  const start = Array.from({ length: target }, (_, i) => replica(`old-${i}`, 1, 1, T0 - 3_600_000));
+  return { input: { deployment, replicas: start, nodes: [BIG], now: new Date(T0), config: DEFAULT_PLANNER_CONFIG }, serial: 0 };
+};
+
 describe('rollouts through the planner (property)', () => {
   it('keep active ≤ N + surge and available ≥ N − unavailable at every step, and end on the new template or on a rollback, never looping', () => {
     fc.assert(
@@ -101,26 +124,7 @@ describe('rollouts through the planner (property)', () => {
         fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }),
         fc.integer({ min: 0, max: 4_000 }),
         (target, strategy, bad, choices, tickMs) => {
-          const deployment: Deployment = {
-            id: 'd',
-            name: 'web',
-            status: 'running',
-            statusReason: null,
-            targetReplicas: target,
-            deleted: false,
-            resources: NEED,
-            restartCount: 0,
-            backoffUntil: null,
-            everRunning: true,
-            ...firstRevision,
-            strategy,
-            // The PATCH: revision 2, a new template, a fresh rollout.
-            revision: 2,
-            templateRevision: 2,
-            rollout: { state: 'progressing', reason: null, progressAt: new Date(T0), bestAvailable: 0, leastOld: null, failures: 0 },
-          };
-          const start = Array.from({ length: target }, (_, i) => replica(`old-${i}`, 1, 1, T0 - 3_600_000));
-          let w: World = { input: { deployment, replicas: start, nodes: [BIG], now: new Date(T0), config: DEFAULT_PLANNER_CONFIG }, serial: 0 };
+          let w = patchedToRevision2(target, strategy);
           const { maxSurge, maxUnavailable } = resolveFenceposts(strategy, target);
           const templates: number[] = [2];
           let rollbacks = 0;
@@ -176,6 +180,49 @@ describe('rollouts through the planner (property)', () => {
   });
 });
 
+describe('rollouts while old replicas are lost (property)', () => {
+  it('never exceed N + surge, create only the desired or the completed template, and still end on the new template', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 8 }),
+        strategyArb.filter((s) => s.type === 'rolling'),
+        fc.array(fc.boolean(), { minLength: 1, maxLength: 12 }),
+        fc.array(fc.integer({ min: 0, max: 30 }), { minLength: 1, maxLength: 4 }),
+        (target, strategy, choices, lossPasses) => {
+          let w = patchedToRevision2(target, strategy);
+          const { maxSurge } = resolveFenceposts(strategy, target);
+          let restored = 0;
+          for (let pass = 0; pass < 400; pass++) {
+            const plan = planDeployment(w.input);
+            const after = applyPlan(w.input, plan, plan.create.map(() => `new-${w.serial++}`));
+            expect(after.replicas.filter((r) => isActive(r.status)).length).toBeLessThanOrEqual(target + maxSurge);
+            for (const c of plan.create) expect([2, 1]).toContain(c.revision);
+            restored += plan.create.filter((c) => c.revision === 1).length;
+            w = { ...w, input: after };
+            const d = after.deployment;
+            if (d.rollout.state === 'complete' && after.replicas.filter((r) => isActive(r.status)).every((r) => r.templateRevision === 2)) break;
+            w = agentsTick(w, choices, null, 1_000, pass % 3 === 2);
+            // A node goes: the oldest running old replica is lost with it.
+            if (lossPasses.includes(pass)) {
+              const victim = w.input.replicas.find((r) => r.status === 'running' && r.templateRevision === 1);
+              if (victim) w = { ...w, input: { ...w.input, replicas: w.input.replicas.map((r) => (r === victim ? { ...r, status: 'failed', reason: 'NodeLost' } : r)) } };
+            }
+          }
+          const d = w.input.deployment;
+          expect(d.rollout.state).toBe('complete');
+          expect(d.templateRevision).toBe(2);
+          const active = w.input.replicas.filter((r) => isActive(r.status));
+          expect(active).toHaveLength(target);
+          expect(active.every((r) => r.templateRevision === 2)).toBe(true);
+          // Bring-backs are only ever for losses.
+          expect(restored).toBeLessThanOrEqual(lossPasses.length);
+        },
+      ),
+      RUNS,
+    );
+  });
+});
+
 describe('rolloutStep', () => {
   const strategy: Strategy = { ...firstRevision.strategy, maxSurge: 1, maxUnavailable: 0 };
   const at = (id: string, revision: number, status: Replica['status'], nodeId: string | null = 'n1') => ({
@@ -200,6 +247,15 @@ describe('rolloutStep', () => {
     const wide: Strategy = { ...strategy, maxSurge: 0, maxUnavailable: 2 };
     const step = rolloutStep({ target: 3, strategy: wide, current: [], old, oldStopping: 0, isAvailable: available });
     expect(step.stopOld.map((r) => r.id)).toEqual(['p2', 'r1']);
+  });
+
+  it('brings lost old replicas back (restorable) before growing the new template into their room', () => {
+    const old = [at('a', 1, 'running')];
+    // Target 2, maxUnavailable 0: one old replica was lost and no new one is available.
+    expect(rolloutStep({ target: 2, strategy, current: [], old, oldStopping: 0, isAvailable: available, restorable: true })).toMatchObject({ restore: 1, scaleUp: 1, stopOld: [] });
+    expect(rolloutStep({ target: 2, strategy, current: [], old, oldStopping: 0, isAvailable: available })).toMatchObject({ restore: 0, scaleUp: 2 });
+    // An available new replica holds availability up: nothing to bring back.
+    expect(rolloutStep({ target: 2, strategy, current: [at('n', 2, 'running')], old, oldStopping: 0, isAvailable: available, restorable: true }).restore).toBe(0);
   });
 
   it('recreate stops every old replica, then waits for them to be gone before creating', () => {
