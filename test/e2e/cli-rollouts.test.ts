@@ -212,6 +212,8 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
     );
     expect(named.stdout).toMatch(/^NAME\s+STATUS[^\n]*\nwatched\s/);
     expect(named.stdout).not.toContain('bystander');
+    // The nodes are shared with the tests after this one: give the room back.
+    expect((await steady(['delete', 'bystander'])).code).toBe(0);
   }, PATIENCE_MS * 2);
 
   it('events -w follows live, and after a lost connection resumes with Last-Event-ID: nothing missed', async () => {
