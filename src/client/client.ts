@@ -1,5 +1,6 @@
 import { ApiError, errorFromAnswer, errorFromFailure, parseJson } from './api-error.js';
 import { watchEvents, type WatchOptions } from './event-stream.js';
+import { sleep } from '../lib/sleep.js';
 import type {
   DeploymentList,
   DeploymentListItem,
@@ -38,6 +39,10 @@ export interface RequestOptions {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (text: string): boolean => UUID.test(text);
+
+/** How often a request refused with 429 is sent again, and the longest wait for one retry. */
+const RATE_LIMIT_RETRIES = 5;
+const RATE_LIMIT_WAIT_MAX_MS = 10_000;
 
 /**
  * The typed client of steady's HTTP API (DESIGN.md section 3), for the CLI, the dashboard and tools.
@@ -188,10 +193,22 @@ export class SteadyClient {
 
   // ---------- the one way every request goes
 
-  /** A JSON request to a path of the API; the parsed answer, or an ApiError. */
+  /**
+   * A JSON request to a path of the API; the parsed answer, or an ApiError. A 429 (over the caller's
+   * rate) is waited out, as its Retry-After says, and sent again, as client-go does, up to
+   * RATE_LIMIT_RETRIES times: the server refused it before doing anything, so even a create is safe
+   * to send again. A 503 is not: the request may have taken effect, the caller decides.
+   */
   async request<T>(method: string, path: string, options: { body?: unknown; query?: Record<string, string | number | undefined>; signal?: AbortSignal } = {}): Promise<T> {
-    const { body } = await this.#send(method, path, options, options.signal, { auth: true, answers: [] });
-    return body as T;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { body } = await this.#send(method, path, options, options.signal, { auth: true, answers: [] });
+        return body as T;
+      } catch (err) {
+        if (!(err instanceof ApiError) || err.status !== 429 || attempt >= RATE_LIMIT_RETRIES) throw err;
+        if (!(await sleep(Math.min(RATE_LIMIT_WAIT_MAX_MS, (err.retryAfterSec ?? 1) * 1000), options.signal))) throw err;
+      }
+    }
   }
 
   async #send(

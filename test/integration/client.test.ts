@@ -65,6 +65,27 @@ describeBackends('typed client against a real server', (db) => {
     expect((await admin.setNodeStatus(nodes[0]!.node_id, 'ready')).status).toBe('ready');
     expect((await admin.readiness()).ready).toBe(true);
   }, 60_000);
+
+  it("waits out the API's 429 as its Retry-After says and sends again: a caller over its rate is slowed, not failed", async () => {
+    const limited = await startTestCluster(db(), { nodes: 0, env: { STEADY_RATE_LIMIT: '2', STEADY_RATE_BURST: '2' } });
+    try {
+      const refused: number[] = [];
+      const counting: typeof fetch = async (input, init) => {
+        const res = await fetch(input, init);
+        if (res.status === 429) refused.push(res.status);
+        return res;
+      };
+      const slowed = new SteadyClient({ baseUrl: limited.url, token: await limited.token('eager'), fetch: counting });
+      const created = await slowed.deploy(spec('eager'));
+      // Four reads at once from a caller allowed two a second (one left after the create): each one
+      // answered, after waiting its turn, in at most three waits of the five allowed.
+      const reads = await Promise.all(Array.from({ length: 4 }, () => slowed.status(created.deployment_id)));
+      expect(reads.map((r) => r.name)).toEqual(Array(4).fill('eager'));
+      expect(refused.length).toBeGreaterThan(0);
+    } finally {
+      await limited.stop();
+    }
+  }, 60_000);
 });
 
 describe('typed client without a server', () => {
@@ -76,6 +97,28 @@ describe('typed client without a server', () => {
     expect(error.message).toContain(`cannot reach steady at http://127.0.0.1:${port}`);
     expect(error.message).toContain('ECONNREFUSED');
     expect(error.retryable).toBe(true);
+  });
+
+  it('gives up on 429 after five waits, and at once when its signal aborts the wait', async () => {
+    let requests = 0;
+    const server = await listen((_req, res) => {
+      requests++;
+      res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '0' }).end(JSON.stringify({ error: { code: 'rate_limited', message: 'too many requests' } }));
+    });
+    try {
+      const client = new SteadyClient({ baseUrl: server.url, token: 't' });
+      expect(await rejection(client.listDeployments())).toMatchObject({ status: 429, code: 'rate_limited' });
+      expect(requests).toBe(6);
+      // A wait of a second (Retry-After absent), cut short by the caller.
+      server.server.removeAllListeners('request');
+      server.server.on('request', (_req, res) => res.writeHead(429).end());
+      const stop = new AbortController();
+      const pending = rejection(client.listDeployments({}, { signal: stop.signal }));
+      setTimeout(() => stop.abort(), 50);
+      expect(await pending).toMatchObject({ status: 429 });
+    } finally {
+      await server.close();
+    }
   });
 
   it('maps a server that does not answer in time to a timeout, and a non-steady answer to bad_answer', async () => {
