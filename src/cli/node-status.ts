@@ -1,6 +1,7 @@
 import { Option, type Command } from 'commander';
 import { durationAtLeast } from './arguments.js';
 import { clientCommand, CliFailure, nodeNamed, runClientAction } from './client-command.js';
+import { allocatingCount } from '../domain/types.js';
 import { sleep } from '../lib/sleep.js';
 import type { Cli } from './io.js';
 
@@ -40,7 +41,7 @@ export function addNodeStatusCommands(program: Command, cli: Cli): void {
         const deadline = Date.now() + options.timeout;
         for (;;) {
           const now = (await ctx.client.nodes()).find((n) => n.node_id === found.node_id);
-          const left = now ? now.replica_counts.pending + now.replica_counts.starting + now.replica_counts.running + now.replica_counts.stopping : 0;
+          const left = now ? allocatingCount(now.replica_counts) : 0;
           if (left === 0) break;
           if (Date.now() >= deadline) throw new CliFailure(`node/${found.name}: ${left} replica(s) still on the node after the timeout`);
           if (!(await sleep(Math.min(1_000, Math.max(0, deadline - Date.now())), cli.signal))) return 1;

@@ -1,5 +1,6 @@
 import { Option, type Command } from 'commander';
 import type { DeploymentState } from '../client/types.js';
+import { isActive } from '../domain/types.js';
 import { sleep } from '../lib/sleep.js';
 import { durationAtLeast, integerIn } from './arguments.js';
 import { clientCommand, deploymentNamed, runClientAction, type ClientContext } from './client-command.js';
@@ -66,7 +67,6 @@ export function addRolloutCommand(program: Command, cli: Cli): Command {
 
 type Progress = { readonly done: true; readonly failed: boolean; readonly line: string } | { readonly done: false; readonly line: string };
 
-const ACTIVE = new Set(['pending', 'starting', 'running']);
 
 /**
  * Where a rollout stands, in kubectl's words. As kubectl's, it trusts the counts only once the
@@ -102,7 +102,7 @@ export function rolloutProgress(d: DeploymentState): Progress {
   if (rollout.updated_replicas < d.target_replicas) {
     return { done: false, line: `${waiting}: ${rollout.updated_replicas} out of ${d.target_replicas} new replicas have been updated...${blocked}` };
   }
-  const old = d.replicas.filter((r) => ACTIVE.has(r.status)).length - rollout.updated_replicas;
+  const old = d.replicas.filter((r) => isActive(r.status)).length - rollout.updated_replicas;
   if (old > 0) return { done: false, line: `${waiting}: ${old} old replicas are pending termination...${blocked}` };
   if (rollout.available_replicas < d.target_replicas) {
     return { done: false, line: `${waiting}: ${rollout.available_replicas} of ${rollout.updated_replicas} updated replicas are available...${blocked}` };

@@ -19,6 +19,11 @@ export const ALLOCATING_REPLICA_STATUSES: readonly ReplicaStatus[] = ['pending',
 
 export const isActive = (s: ReplicaStatus): boolean => ACTIVE_REPLICA_STATUSES.includes(s);
 export const isAllocating = (s: ReplicaStatus): boolean => ALLOCATING_REPLICA_STATUSES.includes(s);
+/** Of replica counts by status, those in `statuses`. */
+export const countIn = (statuses: readonly ReplicaStatus[], counts: Readonly<Partial<Record<ReplicaStatus, number>>>): number =>
+  statuses.reduce((sum, s) => sum + (counts[s] ?? 0), 0);
+/** Of a node's replica counts by status, those that still hold it (what drain waits for, what a delete refuses). */
+export const allocatingCount = (counts: Readonly<Partial<Record<ReplicaStatus, number>>>): number => countIn(ALLOCATING_REPLICA_STATUSES, counts);
 
 export interface Resources {
   readonly cpuCores: number;

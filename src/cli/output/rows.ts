@@ -1,4 +1,5 @@
 import type { DeploymentListItem, NodeOverview, Rollout } from '../../client/types.js';
+import { ACTIVE_REPLICA_STATUSES, countIn } from '../../domain/types.js';
 import { age, status, type Cell } from './table.js';
 
 /** A deployment in a list, as much as the list item (or a `deployment` event merged into it) says. */
@@ -35,7 +36,7 @@ export const NODE_WATCH_WIDTHS = [0, 9];
 
 /** Allocation against capacity, and the active replicas (pending, starting, running). */
 export function nodeRow(n: NodeOverview, wide: boolean, now = Date.now()): Cell[] {
-  const active = n.replica_counts.pending + n.replica_counts.starting + n.replica_counts.running;
+  const active = countIn(ACTIVE_REPLICA_STATUSES, n.replica_counts);
   const row: Cell[] = [
     n.name,
     status(n.status),

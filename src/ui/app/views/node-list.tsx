@@ -5,6 +5,7 @@ import { ConfirmButton } from '../components/confirm-button.js';
 import { Problem } from '../components/problem.js';
 import { age } from '../format.js';
 import { ApiError } from '../../../client/api-error.js';
+import { allocatingCount } from '../../../domain/types.js';
 import { useLiveData, useNow } from '../live-data.js';
 import { useSession } from '../session-context.js';
 import type { NodeOverview } from '../types.js';
@@ -59,7 +60,7 @@ export function NodeList() {
       <ul class="nodes">
         {sorted.map((n) => {
           const counts = Object.entries(n.replica_counts).filter(([, count]) => count > 0);
-          const active = n.replica_counts.pending + n.replica_counts.starting + n.replica_counts.running + n.replica_counts.stopping;
+          const held = allocatingCount(n.replica_counts);
           return (
             <li key={n.node_id} class="node" data-node={n.name}>
               <div class="node-head">
@@ -92,7 +93,7 @@ export function NodeList() {
                   onConfirm={() => setStatus(n, 'draining')}
                 />
                 {/* As `kubectl delete node` after a drain: only a node that holds nothing (the API says 409 otherwise). */}
-                {active === 0 && (
+                {held === 0 && (
                   <ConfirmButton
                     label="Remove"
                     danger
