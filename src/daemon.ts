@@ -10,6 +10,7 @@ import { Migrator } from './db/migrator.js';
 import { openDatabase } from './db/open.js';
 import type { Logger } from './logger.js';
 import { createMetrics } from './metrics.js';
+import { VERSION } from './version.js';
 
 export type Role = 'api' | 'controller' | 'all';
 
@@ -38,7 +39,7 @@ export async function startDaemon(config: Config, logger: Logger, role: Role, op
     const server = await serveApi(app, { host: config.host, port: config.port });
     const controller = role === 'api' ? null : new Controller(ctx);
     await controller?.start();
-    logger.info({ role, url: `http://${config.host}:${server.port}`, database: database.kind }, 'steady is up');
+    logger.info({ version: VERSION, role, url: `http://${config.host}:${server.port}`, database: database.kind }, 'steady is up');
     return {
       ctx,
       server,

@@ -1,4 +1,5 @@
 import { Command, CommanderError } from 'commander';
+import { VERSION } from '../version.js';
 import { addAgentCommand } from './agent.js';
 import { addApplyCommand } from './apply.js';
 import { addDescribeCommand } from './describe.js';
@@ -22,7 +23,8 @@ export function createProgram(cli: Cli): Command {
     .exitOverride()
     .configureOutput({ writeOut: cli.out, writeErr: cli.err })
     .showHelpAfterError()
-    .helpCommand(true);
+    .helpCommand(true)
+    .version(VERSION, '-v, --version', "print steady's version");
   // The operator's verbs (over the typed client), then the server's commands.
   addGetCommand(program, cli);
   addDescribeCommand(program, cli);
