@@ -3,6 +3,7 @@ import { ApiError } from '../client/api-error.js';
 import type { DeploymentState, NodeOverview, Revision } from '../client/types.js';
 import { clientCommand, deploymentNamed, nodeNamed, runClientAction, type ClientContext } from './client-command.js';
 import type { Cli } from './io.js';
+import { thousandths } from './output/rows.js';
 import { age, paint, renderTable, status } from './output/table.js';
 
 /** `steady describe deployment NAME`: everything about one deployment, for a person. */
@@ -67,8 +68,7 @@ export function describeDeployment(d: DeploymentState, revisions: readonly Revis
     fields.push(['Rollout', `revision ${o.revision} ${paint(status(o.state), colour)}${o.reason ? ` (${o.reason})` : ''}`]);
   }
   fields.push(['Created', `${d.created_at} (${age(d.created_at, now)} ago)`], ['Updated', d.updated_at]);
-  const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
-  let text = fields.map(([k, v]) => `${`${k}:`.padEnd(pad)}${v}\n`).join('');
+  let text = fieldLines(fields);
 
   text += '\nReplicas:\n';
   if (d.replicas.length === 0) text += '  <none>\n';
@@ -118,8 +118,7 @@ export function describeNode(n: NodeOverview, colour: boolean, now = Date.now())
     ['Heartbeat', n.last_heartbeat_at === null ? '<never>' : `${n.last_heartbeat_at} (${age(n.last_heartbeat_at, now)} ago)`],
     ['Created', `${n.created_at} (${age(n.created_at, now)} ago)`],
   ];
-  const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
-  let text = fields.map(([k, v]) => `${`${k}:`.padEnd(pad)}${v}\n`).join('');
+  let text = fieldLines(fields);
   // kubectl's "Allocated resources": what the replicas placed here hold, against what the node has.
   const share = (used: number, of: number): string => (of === 0 ? '' : `${Math.round((used / of) * 100)}%`);
   const rows = (
@@ -129,7 +128,7 @@ export function describeNode(n: NodeOverview, colour: boolean, now = Date.now())
       ['gpu', n.allocated.gpu_units, n.gpu_units],
       ['storage_gb', n.allocated.storage_gb, n.storage_gb],
     ] as const
-  ).map(([resource, used, of]) => [resource, String(Math.round(used * 1000) / 1000), String(of), share(used, of)]);
+  ).map(([resource, used, of]) => [resource, String(thousandths(used)), String(of), share(used, of)]);
   text += '\nAllocated resources:\n' + indent(renderTable(['RESOURCE', 'ALLOCATED', 'CAPACITY', 'USED'], rows, colour));
   return text;
 }
@@ -145,6 +144,12 @@ function replicaReason(x: DeploymentState['replicas'][number], d: DeploymentStat
   const unschedulable = [...d.recent_status_changes].reverse().find((c) => c.reason?.startsWith('Unschedulable'));
   return unschedulable?.reason ?? 'waiting to be scheduled';
 }
+
+/** `Key:  value` lines, the values aligned. */
+const fieldLines = (fields: readonly (readonly [string, string])[]): string => {
+  const pad = Math.max(...fields.map(([k]) => k.length)) + 2;
+  return fields.map(([k, v]) => `${`${k}:`.padEnd(pad)}${v}\n`).join('');
+};
 
 /** An argument as a shell would need it written: bare when it is one plain word, else quoted. */
 const shellWord = (arg: string): string => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : JSON.stringify(arg));

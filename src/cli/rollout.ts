@@ -67,7 +67,6 @@ export function addRolloutCommand(program: Command, cli: Cli): Command {
 
 type Progress = { readonly done: true; readonly failed: boolean; readonly line: string } | { readonly done: false; readonly line: string };
 
-
 /**
  * Where a rollout stands, in kubectl's words. As kubectl's, it trusts the counts only once the
  * controller has acted on the latest change (observed_generation), and a complete rollout is done

@@ -60,8 +60,6 @@ export interface StepSummary {
   readonly oldReplicas: number;
   readonly newReplicas: number;
   readonly created: number;
-  /** Replicas of the last completed template created in place of old ones lost meanwhile. */
-  readonly restored: number;
   readonly stopped: number;
 }
 
@@ -233,14 +231,7 @@ const planActions = (input: PlannerInput): Plan => {
     stopVictims(taken.stopOld, 'RolloutReplaced');
     createCount = taken.scaleUp;
     if (stable !== undefined && taken.restore > 0) restoreOf = { count: taken.restore, revision: stable.revision, resources: stable.resources };
-    step = {
-      revision: d.revision,
-      oldReplicas: old.length,
-      newReplicas: active.filter(isCurrent).length,
-      created: taken.scaleUp,
-      restored: taken.restore,
-      stopped: taken.stopOld.length,
-    };
+    step = { revision: d.revision, oldReplicas: old.length, newReplicas: active.filter(isCurrent).length, created: taken.scaleUp, stopped: taken.stopOld.length };
     blockedPossible = taken.maxUnavailable === 0 && taken.stopOld.length === 0;
   }
 

@@ -40,7 +40,7 @@ export function nodeRow(n: NodeOverview, wide: boolean, now = Date.now()): Cell[
   const row: Cell[] = [
     n.name,
     status(n.status),
-    `${round(n.allocated.cpu_cores)}/${n.cpu_cores}`,
+    `${thousandths(n.allocated.cpu_cores)}/${n.cpu_cores}`,
     `${n.allocated.memory_mb}/${n.memory_mb}`,
     String(active),
     n.last_heartbeat_at === null ? '<never>' : `${age(n.last_heartbeat_at, now)} ago`,
@@ -52,4 +52,5 @@ export function nodeRow(n: NodeOverview, wide: boolean, now = Date.now()): Cell[
   return row;
 }
 
-const round = (n: number): number => Math.round(n * 1000) / 1000;
+/** To the thousandth, as allocation counts CPU (millicores): no float noise in a table. */
+export const thousandths = (n: number): number => Math.round(n * 1000) / 1000;

@@ -19,24 +19,18 @@ export function NodeList() {
   const [actionError, setActionError] = useState<ApiError | null>(null);
   // Node events (registered, status changed, deleted) and replica events (allocation moved).
   const nodes = useLiveData(() => client.nodes(), [], (e) => e.type === 'node' || e.type === 'replica');
-  const setStatus = async (node: NodeOverview, status: NodeStatus) => {
+  /** Runs an admin action; what refuses it is shown, and the list is read again either way. */
+  const act = async (call: () => Promise<unknown>) => {
     setActionError(null);
     try {
-      await client.setNodeStatus(node.node_id, status);
+      await call();
     } catch (err) {
       setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
     }
     await nodes.reload();
   };
-  const remove = async (node: NodeOverview) => {
-    setActionError(null);
-    try {
-      await client.deleteNode(node.node_id);
-    } catch (err) {
-      setActionError(err instanceof ApiError ? err : new ApiError(0, 'client', String(err)));
-    }
-    await nodes.reload();
-  };
+  const setStatus = (node: NodeOverview, status: NodeStatus) => act(() => client.setNodeStatus(node.node_id, status));
+  const remove = (node: NodeOverview) => act(() => client.deleteNode(node.node_id));
   if (!isAdmin) {
     return (
       <section>
