@@ -7,6 +7,9 @@ import type { ApiEnv } from './auth.js';
 /** Routes polled all the time (probes, scrapes, agents' heartbeats): logged at debug while they succeed. */
 const QUIET_ROUTES = new Set(['/healthz', '/readyz', '/metrics', '/api/nodes/:id/heartbeat']);
 
+/** Reads change nothing: logged at debug while they succeed, as Nomad logs its requests. */
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 /**
  * The route pattern that answered (`/api/deployment/status/:id`), never the raw path: raw paths
  * carry ids and would give every request its own metric series. Middleware is registered for
@@ -19,8 +22,11 @@ export function routePattern(c: HonoContext): string {
 
 /**
  * One log line and one metric sample per request: method, route, status, duration, user. Never the
- * token or any header (the logger also redacts `authorization` wherever it appears). Probes, scrapes
- * and heartbeats that succeed log at debug so they do not drown the operator's view; 5xx at warn.
+ * token or any header (the logger also redacts `authorization` wherever it appears). Reads, probes,
+ * scrapes and heartbeats that succeed log at debug so they do not drown the operator's view (a
+ * dashboard or a `get -w` reads all the time; at thousands of reads a second the lines alone took a
+ * fifth of the process's CPU); changes and refusals at info; 5xx at warn. Every request is counted
+ * in the metrics whatever its level.
  */
 export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<ApiEnv> {
   return async (c, next) => {
@@ -38,7 +44,7 @@ export function requestLog(logger: Logger, metrics: Metrics): MiddlewareHandler<
       user: c.get('principal')?.subject ?? null,
     };
     if (c.res.status >= 500) logger.warn(line, 'request');
-    else if (QUIET_ROUTES.has(labels.route) && c.res.status < 400) logger.debug(line, 'request');
+    else if (c.res.status < 400 && (READS.has(labels.method) || QUIET_ROUTES.has(labels.route))) logger.debug(line, 'request');
     else logger.info(line, 'request');
   };
 }

@@ -132,27 +132,42 @@ describeBackends('API operations', (t, backend) => {
     expect(await res.json()).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
   });
 
-  it('logs one line per request with method, route, status, duration and user, never the token', async () => {
-    const stream = new PassThrough();
+  it('logs one line per change or refusal with method, route, status, duration and user, reads at debug, never the token', async () => {
     const lines: Record<string, unknown>[] = [];
-    stream.on('data', (chunk: Buffer) => {
-      for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
-    });
-    const app = createApp({
-      config: loadConfig({ JWT_SECRET: TEST_SECRET }),
-      database: t().database,
-      logger: createLogger({ level: 'info', format: 'json', destination: stream }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      clock: systemClock,
-    });
+    const appAt = (level: 'info' | 'debug') => {
+      const stream = new PassThrough();
+      stream.on('data', (chunk: Buffer) => {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push({ ...(JSON.parse(line) as Record<string, unknown>), at: level });
+      });
+      return createApp({
+        config: loadConfig({ JWT_SECRET: TEST_SECRET }),
+        database: t().database,
+        logger: createLogger({ level, format: 'json', destination: stream }),
+        metrics: createMetrics({ defaultMetrics: false }),
+        clock: systemClock,
+      });
+    };
     const token = await userToken('logged-user');
-    await app.request('/api/deployment/list?limit=5', { headers: { Authorization: `Bearer ${token}` } });
-    await app.request('/api/deployment/list', { headers: { Authorization: 'Bearer garbage' } });
+    const auth = { Authorization: `Bearer ${token}` };
+    for (const level of ['info', 'debug'] as const) {
+      const app = appAt(level);
+      await app.request('/api/deployment/list?limit=5', { headers: auth });
+      await app.request('/api/deployment/list', { headers: { Authorization: 'Bearer garbage' } });
+      await app.request('/api/deployment/deploy', {
+        method: 'POST',
+        headers: { ...auth, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: `logged-${level}`, container_image: 'nginx:1.27', target_replicas: 1, resources: { cpu_cores: 1, memory_mb: 512, gpu_units: 0, storage_gb: 1 } }),
+      });
+    }
     await new Promise((resolve) => setImmediate(resolve));
-    const requests = lines.filter((l) => l.msg === 'request');
-    expect(requests).toHaveLength(2);
-    expect(requests[0]).toMatchObject({ method: 'GET', route: '/api/deployment/list', status: 200, user: 'logged-user', duration_ms: expect.any(Number) });
-    expect(requests[1]).toMatchObject({ status: 401, user: null });
+    const requests = (level: string) => lines.filter((l) => l.msg === 'request' && l.at === level);
+    // At info: the change and the refusal, not the successful read.
+    expect(requests('info')).toMatchObject([
+      { method: 'GET', status: 401, user: null, level: 30 },
+      { method: 'POST', route: '/api/deployment/deploy', status: 201, user: 'logged-user', level: 30 },
+    ]);
+    expect(requests('debug')).toHaveLength(3);
+    expect(requests('debug')[0]).toMatchObject({ method: 'GET', route: '/api/deployment/list', status: 200, user: 'logged-user', duration_ms: expect.any(Number), level: 20 });
     const all = JSON.stringify(lines);
     expect(all).not.toContain(token);
     expect(all).not.toContain('garbage');
