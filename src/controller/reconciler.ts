@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import PQueue from 'p-queue';
 import type { Context } from '../context.js';
-import { NodeCache } from '../db/controller/node-cache.js';
-import { applyPlans, loadNodes, loadReplicas, lockDeployments, takeSchedulingLock } from '../db/controller/reconcile-store.js';
+import { NodeCache, type Fleet } from '../db/controller/node-cache.js';
+import { applyPlans, loadNodes, loadReplicas, lockDeployments } from '../db/controller/reconcile-store.js';
 import { NodeView } from '../domain/node-view.js';
 import { isEmptyPlan, planDeployment, type Plan, type PlannerConfig } from '../domain/planner.js';
 import type { Deployment, Node, Replica } from '../domain/types.js';
@@ -31,10 +32,10 @@ interface Decided {
 
 /**
  * One transaction per batch of deployments (one under no backlog): lock them in id order, load
- * their replicas in one query, plan each (pure), and when some plan places replicas, take the
- * scheduling lock and plan on a fresh read of the nodes, each plan seeing the placements of the
- * ones before it; write every plan with one statement per kind of change; commit. Level-triggered:
- * the trigger is only logged, never used to decide.
+ * their replicas in one query, plan each (pure), and when some plan places replicas, plan them
+ * under the placement lock on a fresh read of the nodes, each plan seeing the placements of the
+ * ones before it and of the batches still writing theirs; write every plan with one statement per
+ * kind of change; commit. Level-triggered: the trigger is only logged, never used to decide.
  *
  * Its transactions leave waking the event readers to `eventsWritten`, called after a commit that wrote.
  *
@@ -42,18 +43,28 @@ interface Decided {
  * deployment is reconciled again alone, so one troubled deployment never holds back the others.
  */
 export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eventsWritten: () => void): Reconcile {
-  // Read under the scheduling lock only, which keeps its reads from overlapping.
+  // Placement decisions are serialised within the process (kube-scheduler places one pod at a
+  // time too), and only the decisions: a batch reads the fleet, plans and records its placements as
+  // assumed under the lock, then writes and commits after it, while the next batch plans on a read
+  // that adds the placements not yet committed (NodeCache). Across processes (a leader stepping
+  // down while its last batch commits), the allocation trigger refuses an overcommit (ST001) and a
+  // placement on a node that cannot take it (ST003); the batch is then planned again.
   const cache = new NodeCache();
-  const readFleet = async (tx: Parameters<NodeCache['read']>[0]) => {
-    const fleet = await cache.read(tx);
-    ctx.metrics.nodeReads.inc({ kind: cache.lastRead.full ? 'full' : 'changed' });
-    ctx.metrics.nodeRowsRead.inc(cache.lastRead.rows);
-    return fleet;
-  };
+  const placing = new PQueue({ concurrency: 1 });
+  const planOnFleet = <T>(tx: Parameters<NodeCache['read']>[0], plan: (fleet: Fleet) => T, placementsOf: (decided: T) => readonly Plan[]) =>
+    placing.add(async () => {
+      const fleet = await cache.read(tx);
+      ctx.metrics.nodeReads.inc({ kind: cache.lastRead.full ? 'full' : 'changed' });
+      ctx.metrics.nodeRowsRead.inc(cache.lastRead.rows);
+      const decided = plan(fleet);
+      cache.assume(fleet.xid, placementsOf(decided));
+      return { decided, xid: fleet.xid };
+    });
   const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
     const started = performance.now();
     const ids = [...new Set(items.map((i) => i.key))].sort();
     let decided: Decided[];
+    let assumedBy: string | null = null;
     try {
       decided = await ctx.database.db.transaction().execute(async (tx) => {
         const loaded = await lockDeployments(tx, ids);
@@ -71,25 +82,25 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
             return { id, deployment: loaded.get(id)!, replicas: replicasOf.get(id) ?? [], plan };
           });
         };
-        // Placement decisions are serialised (kube-scheduler places one pod at a time too): under
-        // the lock, no other placement can change any node's allocation, so plans made from a read
-        // taken after it cannot overcommit. Drafts without nodes tell, with no I/O, whether this
-        // batch will want to place: then it reads every node once, under the lock; otherwise (a
-        // status change, a scale-down, a stop) only the draining nodes, which are all it can need.
-        // Every node comes from the fleet kept in memory, which reads only the nodes changed since.
-        const locked = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
-        if (locked) await takeSchedulingLock(tx);
-        let plans = planAll(locked ? await readFleet(tx) : { nodes: await loadNodes(tx, 'draining') });
-        if (!locked && plans.some((d) => d.plan.create.length > 0 || d.plan.bind.length > 0)) {
-          // Rare: replicas moved off a draining node need replacements.
-          await takeSchedulingLock(tx);
-          plans = planAll(await readFleet(tx));
-        }
+        const planPlacing = async (): Promise<Decided[]> => {
+          const { decided: plans, xid } = await planOnFleet(tx, planAll, (ds) => ds.map((d) => d.plan));
+          assumedBy = xid;
+          return plans;
+        };
+        // Drafts without nodes tell, with no I/O, whether this batch will want to place: then it
+        // plans under the placement lock on the fleet kept in memory; otherwise (a status change, a
+        // scale-down, a stop) on the draining nodes only, which are all it can need.
+        const placingWanted = present.some((id) => wantsPlacement(planOne(id, []), replicasOf.get(id) ?? []));
+        let plans = placingWanted ? await planPlacing() : planAll({ nodes: await loadNodes(tx, 'draining') });
+        // Rare: replicas moved off a draining node need replacements.
+        if (!placingWanted && plans.some((d) => d.plan.create.length > 0 || d.plan.bind.length > 0)) plans = await planPlacing();
         const writes = plans.filter((d) => !isEmptyPlan(d.plan));
         if (writes.length > 0) await applyPlans(tx, writes.map((d) => ({ deploymentId: d.id, plan: d.plan, replicas: d.replicas })));
         return plans;
       });
     } catch (err) {
+      // Rolled back (or its commit's outcome unknown: a read that sees it committed drops it anyway).
+      if (assumedBy !== null) cache.forget(assumedBy);
       const durationMs = performance.now() - started;
       ctx.metrics.reconciles.inc({ outcome: 'error' }, ids.length);
       ctx.metrics.reconcileDuration.observe({ outcome: 'error' }, durationMs / 1000);

@@ -14,7 +14,7 @@ const SEED_INDEXES = [
 
 it('parses the up and down sections of every migration file', () => {
   const migrations = loadMigrations();
-  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012', '0013', '0014', '0015', '0016', '0017', '0018']);
+  expect(migrations.map((m) => m.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012', '0013', '0014', '0015', '0016', '0017', '0018', '0019']);
   for (const m of migrations) {
     expect(m.up.length).toBeGreaterThan(0);
     expect(m.down.length).toBeGreaterThan(0);
@@ -48,14 +48,14 @@ describeBackends(
       expect(await migrator.pendingSql()).toContain('CREATE TABLE deployments');
 
       const applied = await migrator.up();
-      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012', '0013', '0014', '0015', '0016', '0017', '0018']);
+      expect(applied.map((s) => s.version)).toEqual(['0001', '0002', '0003', '0004', '0005', '0006', '0007', '0008', '0009', '0010', '0011', '0012', '0013', '0014', '0015', '0016', '0017', '0018', '0019']);
       expect(await migrator.isCurrent()).toBe(true);
       expect(await migrator.pendingSql()).toBe('');
       expect(await tables()).toEqual(expect.arrayContaining([...SEED_TABLES, 'users', 'nodes', 'steady_leader', 'steady_events']));
       expect(await migrator.up()).toEqual([]);
 
-      const down = await migrator.down(17);
-      expect(down.map((s) => s.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
+      const down = await migrator.down(18);
+      expect(down.map((s) => s.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010', '0009', '0008', '0007', '0006', '0005', '0004', '0003', '0002']);
       expect(await tables()).not.toContain('steady_leader');
       expect(await tables()).not.toContain('steady_events');
       expect(await migrator.isCurrent()).toBe(false);
@@ -264,7 +264,7 @@ describeBackends(
         SELECT rollout_state, revision FROM steady_events WHERE deployment_id = ${d!.id}`.execute(db);
       expect(withRollout).toEqual({ rollout_state: 'progressing', revision: 1 });
 
-      expect((await migrator.down(10)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010', '0009']);
+      expect((await migrator.down(11)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010', '0009']);
       expect(await kinds()).toEqual([{ kind: 'deployment', n: 1 }]);
       const { rows: labels } = await sql<{ label: string }>`
         SELECT e.enumlabel AS label FROM pg_enum e JOIN pg_type ty ON ty.oid = e.enumtypid WHERE ty.typname = 'steady_event_kind' ORDER BY e.enumsortorder`.execute(db);
@@ -333,7 +333,7 @@ describeBackends(
         { status: 'cordoned', subject_name: 'ev-0010b' },
       ]);
 
-      expect((await migrator.down(9)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010']);
+      expect((await migrator.down(10)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011', '0010']);
       expect(await counts()).toEqual(now);
       await sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`.execute(db);
       expect(await nodeEvents()).toHaveLength(4);
@@ -362,7 +362,7 @@ describeBackends(
       const [first, second] = await replicaRows();
       expect(BigInt(second!.id) - BigInt(first!.id)).toBeGreaterThanOrEqual(65_536n);
 
-      expect((await migrator.down(8)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011']);
+      expect((await migrator.down(9)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013', '0012', '0011']);
       const rowPerReplica = async () =>
         (await sql<{ id: string; subject_id: string }>`
           SELECT e.id::text, e.subject_id FROM steady_events e WHERE e.kind = 'replica' AND e.deployment_id = ${d!.id} ORDER BY e.id`.execute(db)).rows;
@@ -421,7 +421,7 @@ describeBackends(
       await placeBoth(db);
       expect((await deploymentEvents(a)).map((e) => e.updated)).toEqual([0, 2, 4]);
 
-      expect((await migrator.down(7)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013', '0012']);
+      expect((await migrator.down(8)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013', '0012']);
       await db.transaction().execute(async (trx) => {
         await sql`SELECT set_config('steady.deployment_events', 'deferred', true)`.execute(trx);
         await placeBoth(trx);
@@ -449,7 +449,7 @@ describeBackends(
       const withRoom = await growth();
       expect(withRoom.after).toBe(withRoom.before);
 
-      expect((await migrator.down(6)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015', '0014', '0013']);
+      expect((await migrator.down(7)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015', '0014', '0013']);
       await sql`VACUUM FULL nodes`.execute(db);
       const full = await growth();
       expect(BigInt(full.after)).toBeGreaterThan(BigInt(full.before));
@@ -489,7 +489,7 @@ describeBackends(
         // The events themselves are written either way.
         expect(await events()).toEqual(['ev-0015-a', 'ev-0015-b']);
 
-        expect((await migrator.down(4)).map((m) => m.version)).toEqual(['0018', '0017', '0016', '0015']);
+        expect((await migrator.down(5)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016', '0015']);
         await create('ev-0015-c', true);
         await mark('m3');
         expect(heard).toEqual(['m1', '', 'm2', '', 'm3']);
@@ -529,7 +529,7 @@ describeBackends(
       }
       expect(BigInt(await stamp())).toBeGreaterThan(BigInt(inserted));
 
-      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0018', '0017', '0016']);
+      expect((await migrator.down(4)).map((m) => m.version)).toEqual(['0019', '0018', '0017', '0016']);
       const { rows: columns } = await sql`SELECT 1 FROM information_schema.columns WHERE table_name = 'nodes' AND column_name = 'changed_xid'`.execute(db);
       expect(columns).toEqual([]);
       await inTransaction(sql`UPDATE nodes SET status = 'ready' WHERE id = ${node!.id}`);
@@ -541,7 +541,7 @@ describeBackends(
       const db = t().database.db;
       const migrator = new Migrator(t().database);
       await migrator.up();
-      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0018', '0017']);
+      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0019', '0018', '0017']);
       const { rows: [user] } = await sql<{ id: string }>`INSERT INTO users (subject) VALUES ('observed-user') RETURNING id`.execute(db);
       const { rows: [old] } = await sql<{ id: string }>`
         INSERT INTO deployments (name, user_id, container_image, target_replicas, generation)
@@ -556,7 +556,7 @@ describeBackends(
         { id: young!.id, generation: 1, observed_generation: 0 },
         { id: old!.id, generation: 4, observed_generation: 4 },
       ]);
-      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0018', '0017']);
+      expect((await migrator.down(3)).map((m) => m.version)).toEqual(['0019', '0018', '0017']);
       const { rows: columns } = await sql`SELECT 1 FROM information_schema.columns WHERE table_name = 'deployments' AND column_name = 'observed_generation'`.execute(db);
       expect(columns).toEqual([]);
       await migrator.up();
@@ -586,7 +586,7 @@ describeBackends(
         return rows[0]!.available_replicas;
       };
       expect(await eventAvailable('available-after')).toBe(1);
-      expect((await migrator.down(1)).map((m) => m.version)).toEqual(['0018']);
+      expect((await migrator.down(2)).map((m) => m.version)).toEqual(['0019', '0018']);
       expect(await eventAvailable('available-before')).toBe(0);
       await migrator.up();
     });

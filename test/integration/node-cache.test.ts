@@ -3,6 +3,7 @@ import { expect, it } from 'vitest';
 import { NodeCache } from '../../src/db/controller/node-cache.js';
 import { loadNodes } from '../../src/db/controller/reconcile-store.js';
 import type { Tables } from '../../src/db/tables.js';
+import type { Plan } from '../../src/domain/planner.js';
 import type { Node } from '../../src/domain/types.js';
 import { describeBackends } from '../support/databases.js';
 import { insertDeployment, insertNode } from '../support/fixtures.js';
@@ -17,6 +18,34 @@ const readBoth = async (db: Db, cache: NodeCache) => {
   return { cached: byId(fleet.nodes), fresh: byId(await loadNodes(db)), fleet };
 };
 
+/** A plan that places one replica holding `memoryMb` on `nodeId`, and nothing else. */
+const placing = (nodeId: string, memoryMb: number): Plan => ({
+  create: [{ nodeId, revision: 1, resources: { cpuCores: 0, memoryMb, gpuUnits: 0, storageGb: 0 } }],
+  createReason: null,
+  bind: [],
+  stop: [],
+  markReplaced: [],
+  deployment: {},
+  history: [],
+  requeueAfterMs: null,
+  rollbackTo: null,
+  step: null,
+});
+
+/** Runs `body` in a transaction of `db` and keeps it open until `commit()`; `written` settles once the body has run. */
+const heldOpen = (db: Db, body: (tx: Parameters<NodeCache['read']>[0]) => Promise<void>) => {
+  let commit!: () => void;
+  const held = new Promise<void>((resolve) => (commit = resolve));
+  let written!: () => void;
+  const hasWritten = new Promise<void>((resolve) => (written = resolve));
+  const done = db.transaction().execute(async (tx) => {
+    await body(tx);
+    written();
+    await held;
+  });
+  return { written: Promise.race([hasWritten, done]), commit: async () => (commit(), await done) };
+};
+
 describeBackends('the node cache', (t) => {
   it('reads every node once, then only those whose placement-relevant columns changed, and again in full after a deletion', async () => {
     const db = t().database.db;
@@ -27,14 +56,14 @@ describeBackends('the node cache', (t) => {
 
     let read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
-    expect(cache.lastRead).toEqual({ full: true, rows: read.fresh.length });
+    expect(cache.lastRead).toEqual({ full: true, rows: read.fresh.length, assumed: 0 });
     for (const [id, i] of read.fleet.index) expect(read.fleet.nodes[i]!.id).toBe(id);
 
     // Nothing changed: nothing read. A heartbeat is no change.
     await sql`UPDATE nodes SET last_heartbeat_at = now(), updated_at = now()`.execute(db);
     read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
-    expect(cache.lastRead).toEqual({ full: false, rows: 0 });
+    expect(cache.lastRead).toEqual({ full: false, rows: 0, assumed: 0 });
 
     // A placement (the allocation trigger), a cordon and a new node: three rows.
     const web = await insertDeployment(db, { cpu: 1.5, memoryMb: 700 });
@@ -43,7 +72,7 @@ describeBackends('the node cache', (t) => {
     const d = await insertNode(db, { name: 'cache-d' });
     read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
-    expect(cache.lastRead).toEqual({ full: false, rows: 3 });
+    expect(cache.lastRead).toEqual({ full: false, rows: 3, assumed: 0 });
     expect(read.cached.find((n) => n.id === a)!.allocated).toMatchObject({ cpuCores: 1.5, memoryMb: 700 });
     expect(read.fleet.nodes[read.fleet.index.get(d)!]!.name).toBe('cache-d');
 
@@ -51,7 +80,7 @@ describeBackends('the node cache', (t) => {
     await sql`DELETE FROM nodes WHERE id = ${d}`.execute(db);
     read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
-    expect(cache.lastRead).toEqual({ full: true, rows: read.fresh.length });
+    expect(cache.lastRead).toEqual({ full: true, rows: read.fresh.length, assumed: 0 });
     // A deletion and an insertion between two reads: the count alone would not tell.
     await sql`DELETE FROM nodes WHERE id = ${b}`.execute(db);
     await insertNode(db, { name: 'cache-e' });
@@ -86,24 +115,17 @@ describeBackends('the node cache', (t) => {
     const b = await insertNode(db, { name: 'late-b' });
     await readBoth(db, cache);
 
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let changed!: () => void;
-    const hasChanged = new Promise<void>((resolve) => (changed = resolve));
-    const late = other.transaction().execute(async (tx) => {
+    const late = heldOpen(other, async (tx) => {
       await sql`UPDATE nodes SET memory_mb = 1234 WHERE id = ${a}`.execute(tx);
-      changed();
-      await held;
     });
-    await hasChanged;
+    await late.written;
     // Read while it runs; then a later transaction commits first, then it.
     let read = await readBoth(db, cache);
     expect(read.cached.find((n) => n.id === a)!.capacity.memoryMb).toBe(8192);
     await sql`UPDATE nodes SET memory_mb = 2345 WHERE id = ${b}`.execute(db);
     read = await readBoth(db, cache);
     expect(read.cached.find((n) => n.id === b)!.capacity.memoryMb).toBe(2345);
-    release();
-    await late;
+    await late.commit();
     read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
     expect(read.cached.find((n) => n.id === a)!.capacity.memoryMb).toBe(1234);
@@ -141,5 +163,66 @@ describeBackends('the node cache', (t) => {
     const read = await readBoth(db, cache);
     expect(read.cached).toEqual(read.fresh);
     expect(read.fresh.filter((n) => ids.includes(n.id)).reduce((sum, n) => sum + n.capacity.memoryMb, 0)).toBe(12 * 8192 + 4 * 40);
+  });
+
+  it('adds the placements of a transaction still writing to every read that cannot see it committed, once, and drops them after', async (ctx) => {
+    if (t().backend !== 'postgres') return ctx.skip();
+    const db = t().database.db;
+    const other = t().openAnother(2).db;
+    const cache = new NodeCache();
+    const a = await insertNode(db, { name: 'assume-a' });
+    const web = await insertDeployment(db, { memoryMb: 300 });
+    await readBoth(db, cache);
+
+    // The placing transaction: reads, assumes its placement, writes it, and waits to commit.
+    const placing300 = heldOpen(other, async (tx) => {
+      await sql`SELECT id FROM deployments WHERE id = ${web} FOR UPDATE`.execute(tx);
+      const fleet = await cache.read(tx);
+      cache.assume(fleet.xid, [placing(a, 300)]);
+      await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status, revision) VALUES (${web}, ${a}, 'pending', 1)`.execute(tx);
+    });
+    await placing300.written;
+    // Not committed: the database shows nothing yet, the cache adds it.
+    let read = await readBoth(db, cache);
+    expect(read.fresh.find((n) => n.id === a)!.allocated.memoryMb).toBe(0);
+    expect(read.cached.find((n) => n.id === a)!.allocated.memoryMb).toBe(300);
+    expect(cache.lastRead.assumed).toBe(1);
+    // Again, and still once.
+    read = await readBoth(db, cache);
+    expect(read.cached.find((n) => n.id === a)!.allocated.memoryMb).toBe(300);
+    await placing300.commit();
+    // Committed: the row holds it, and it is not added a second time.
+    read = await readBoth(db, cache);
+    expect(read.cached).toEqual(read.fresh);
+    expect(read.cached.find((n) => n.id === a)!.allocated.memoryMb).toBe(300);
+    expect(cache.lastRead.assumed).toBe(0);
+    expect(cache.inFlight).toBe(0);
+  });
+
+  it('adds nothing for a transaction that rolled back, forgotten or not', async () => {
+    const db = t().database.db;
+    const cache = new NodeCache();
+    const a = await insertNode(db, { name: 'forget-a' });
+    const web = await insertDeployment(db, { memoryMb: 300 });
+    await readBoth(db, cache);
+    for (const forget of [true, false]) {
+      let xid = '';
+      await expect(
+        db.transaction().execute(async (tx) => {
+          await sql`SELECT id FROM deployments WHERE id = ${web} FOR UPDATE`.execute(tx);
+          xid = (await cache.read(tx)).xid;
+          cache.assume(xid, [placing(a, 300)]);
+          await sql`INSERT INTO deployment_replicas (deployment_id, node_id, status, revision) VALUES (${web}, ${a}, 'pending', 1)`.execute(tx);
+          throw new Error('rolled back');
+        }),
+      ).rejects.toThrow('rolled back');
+      if (forget) cache.forget(xid);
+      expect(cache.inFlight).toBe(forget ? 0 : 1);
+      // Unforgotten, a read sees it ended (not running): it is dropped, never added.
+      const read = await readBoth(db, cache);
+      expect(read.cached).toEqual(read.fresh);
+      expect(read.cached.find((n) => n.id === a)!.allocated.memoryMb).toBe(0);
+      expect(cache.inFlight).toBe(0);
+    }
   });
 });

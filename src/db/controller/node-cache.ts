@@ -1,4 +1,6 @@
 import { sql, type Transaction } from 'kysely';
+import { NodeView } from '../../domain/node-view.js';
+import type { Plan } from '../../domain/planner.js';
 import type { Node } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
 import { NODE_COLUMNS, nodeOf, type NodeRow } from './reconcile-store.js';
@@ -11,49 +13,91 @@ export interface Fleet {
    * since, at positions past the end of `nodes`, but a position within `nodes` is always right.
    */
   readonly index: ReadonlyMap<string, number>;
+  /** The reading transaction's id: what `assume` and `forget` name its placements by. */
+  readonly xid: string;
 }
 
 /** How the last read went: every node read, or only those changed since the read before. */
 export interface NodeCacheRead {
   readonly full: boolean;
   readonly rows: number;
+  /** Placements of other transactions still running, added to what the database showed. */
+  readonly assumed: number;
 }
 
 /**
  * Every node with its capacity and allocation, kept between reads: each read asks the database only
  * for the nodes changed since the one before (migration 0016), and reads them all only the first
  * time and after a node was deleted. At 10,000 nodes a placement batch otherwise read, parsed and
- * threw away 10,000 rows, under the scheduling lock, to use the few hundred its predecessor changed.
+ * threw away 10,000 rows, to use the few hundred its predecessor changed.
  *
  * A read's horizon is the oldest transaction its snapshot could not see (its own included): every
  * change it missed was made by a transaction at or above it, whatever order they commit in.
  * A deletion leaves no row to find, so each read also counts the nodes; when the merged fleet has
  * more, it is read again in full.
  *
- * Reads must not overlap (each merges onto the last): the reconciler reads under the scheduling
- * lock, which serialises them, in transactions that have not yet written to nodes.
+ * Placements this process planned are assumed (as kube-scheduler assumes a pod bound before its
+ * binding is written): `assume` records them under their transaction's id, and every later read
+ * whose snapshot cannot see that transaction committed adds them to the nodes it returns; the first
+ * read that can see it drops them (the rows then hold them). So a batch may plan while the batches
+ * before it are still writing and committing, and still never plan on room they took. A transaction
+ * that rolled back is forgotten.
+ *
+ * Reads must not overlap (each merges onto the last), and a read's placements must be assumed before
+ * the next read: the reconciler reads, plans and assumes under one in-process lock, in transactions
+ * that have not yet written to nodes.
  */
 export class NodeCache {
   #nodes: Node[] = [];
   #index = new Map<string, number>();
-  #horizon: string | null = null;
-  #last: NodeCacheRead = { full: true, rows: 0 };
+  #horizon: bigint | null = null;
+  #last: NodeCacheRead = { full: true, rows: 0, assumed: 0 };
+  readonly #inFlight = new Map<string, readonly Plan[]>();
 
   get lastRead(): NodeCacheRead {
     return this.#last;
   }
 
-  async read(tx: Transaction<Tables>): Promise<Fleet> {
-    if (this.#horizon === null || !(await this.#readChanged(tx, this.#horizon))) await this.#readAll(tx);
-    return { nodes: [...this.#nodes], index: this.#index };
+  /** Transactions whose placements are still assumed. */
+  get inFlight(): number {
+    return this.#inFlight.size;
   }
 
-  /** Merges the nodes changed since `since`; false when nodes were deleted and only a full read will do. */
-  async #readChanged(tx: Transaction<Tables>, since: string): Promise<boolean> {
-    const { rows } = await sql<Partial<NodeRow> & Horizon & { total: number }>`
-      SELECT h.horizon, h.total, ${NODE_COLUMNS}
-      FROM (SELECT ${HORIZON} AS horizon, (SELECT count(*) FROM nodes)::int AS total) h
-      LEFT JOIN nodes n ON n.changed_xid >= ${since}::xid8`.execute(tx);
+  async read(tx: Transaction<Tables>): Promise<Fleet> {
+    const head = (this.#horizon !== null && (await this.#readChanged(tx, this.#horizon))) || (await this.#readAll(tx));
+    const snapshot = parseSnapshot(head.snapshot);
+    this.#horizon = snapshot.xmin;
+    const view = new NodeView(this.#nodes, this.#index);
+    let assumed = 0;
+    for (const [xid, plans] of this.#inFlight) {
+      if (xid === head.xid) continue;
+      if (committedIn(snapshot, BigInt(xid))) {
+        this.#inFlight.delete(xid);
+        continue;
+      }
+      for (const plan of plans) view.take(plan);
+      assumed++;
+    }
+    this.#last = { ...this.#last, assumed };
+    return { nodes: view.nodes, index: this.#index, xid: head.xid };
+  }
+
+  /** The placements transaction `xid` is writing: later reads that cannot see it committed add them. */
+  assume(xid: string, plans: readonly Plan[]): void {
+    if (plans.some((p) => p.bind.length > 0 || p.create.some((c) => c.nodeId !== null))) this.#inFlight.set(xid, plans);
+  }
+
+  /** Transaction `xid` rolled back: its placements were never made. */
+  forget(xid: string): void {
+    this.#inFlight.delete(xid);
+  }
+
+  /** Merges the nodes changed since `since`; null when nodes were deleted and only a full read will do. */
+  async #readChanged(tx: Transaction<Tables>, since: bigint): Promise<Head | null> {
+    const { rows } = await sql<Partial<NodeRow> & Head & { total: number }>`
+      SELECT h.snapshot, h.xid, h.total, ${NODE_COLUMNS}
+      FROM (SELECT ${HEAD}, (SELECT count(*) FROM nodes)::int AS total) h
+      LEFT JOIN nodes n ON n.changed_xid >= ${since.toString()}::xid8`.execute(tx);
     const head = rows[0]!;
     let changed = 0;
     for (const row of rows) {
@@ -68,25 +112,43 @@ export class NodeCache {
         this.#nodes[at] = node;
       }
     }
-    if (this.#nodes.length !== head.total) return false;
-    this.#horizon = head.horizon;
-    this.#last = { full: false, rows: changed };
-    return true;
+    if (this.#nodes.length !== head.total) return null;
+    this.#last = { full: false, rows: changed, assumed: 0 };
+    return head;
   }
 
-  async #readAll(tx: Transaction<Tables>): Promise<void> {
-    const { rows } = await sql<NodeRow & Horizon>`SELECT ${HORIZON} AS horizon, ${NODE_COLUMNS} FROM nodes n ORDER BY n.id`.execute(tx);
-    const horizon = rows[0]?.horizon ?? (await sql<Horizon>`SELECT ${HORIZON} AS horizon`.execute(tx)).rows[0]!.horizon;
+  async #readAll(tx: Transaction<Tables>): Promise<Head> {
+    const { rows } = await sql<NodeRow & Head>`SELECT ${HEAD}, ${NODE_COLUMNS} FROM nodes n ORDER BY n.id`.execute(tx);
+    const head = rows[0] ?? (await sql<Head>`SELECT ${HEAD}`.execute(tx)).rows[0]!;
     this.#nodes = rows.map(nodeOf);
     this.#index = new Map(this.#nodes.map((n, i) => [n.id, i]));
-    this.#horizon = horizon;
-    this.#last = { full: true, rows: rows.length };
+    this.#last = { full: true, rows: rows.length, assumed: 0 };
+    return head;
   }
 }
 
-interface Horizon {
-  horizon: string;
+interface Head {
+  snapshot: string;
+  xid: string;
 }
 
-// The oldest transaction still running when the statement's snapshot was taken, this one included.
-const HORIZON = sql`pg_snapshot_xmin(pg_current_snapshot())::text`;
+// The statement's snapshot (which transactions it sees committed) and the reading transaction's id.
+const HEAD = sql`pg_current_snapshot()::text AS snapshot, pg_current_xact_id()::text AS xid`;
+
+interface Snapshot {
+  /** Every transaction below it had ended when the snapshot was taken. */
+  readonly xmin: bigint;
+  /** No transaction at or above it had ended. */
+  readonly xmax: bigint;
+  /** The transactions between the two still running. */
+  readonly running: ReadonlySet<bigint>;
+}
+
+/** `xmin:xmax:xip,…`, as pg_snapshot prints. */
+export function parseSnapshot(text: string): Snapshot {
+  const [xmin, xmax, xip] = text.split(':');
+  return { xmin: BigInt(xmin!), xmax: BigInt(xmax!), running: new Set(xip ? xip.split(',').map((x) => BigInt(x)) : []) };
+}
+
+/** Whether a read with this snapshot sees what transaction `xid` wrote (when it committed). */
+export const committedIn = (s: Snapshot, xid: bigint): boolean => xid < s.xmin || (xid < s.xmax && !s.running.has(xid));

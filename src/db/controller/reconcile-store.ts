@@ -190,18 +190,6 @@ export interface NodeRow {
   a_sto: number;
 }
 
-// One key for the whole database: every controller process serialises its placement decisions on it.
-const SCHEDULING_LOCK_KEY = 7_461_822_356;
-
-/**
- * Serialises placement decisions across every controller until the transaction ends. Allocation
- * only grows by placements, so a node read after taking this lock has at least the free capacity
- * seen. The allocation trigger still refuses an overcommit (ST001) should anything bypass this.
- */
-export async function takeSchedulingLock(tx: Tx): Promise<void> {
-  await sql`SELECT pg_advisory_xact_lock(${SCHEDULING_LOCK_KEY})`.execute(tx);
-}
-
 export interface PlannedWrite {
   readonly deploymentId: string;
   readonly plan: Plan;
