@@ -54,6 +54,7 @@ export async function coldStart(env: BenchEnv): Promise<{ figures: Figure[]; clu
   env.log(`cold start: starting the controller; placing ${replicas} replicas on ${nodes} nodes`);
   const controller = await startController(env, COLD_DB, 'cold-start');
   const ctlWatch = new ProcessWatcher(controller.proc.pid, 100);
+  const counters0 = await databaseCounters(pool);
   const { at: t0 } = await controller.proc.waitForLine(/became the leader/, 30_000);
   const cpu0 = sampleProcess(controller.proc.pid)?.cpuSec ?? 0;
   const timeoutMs = env.quick ? 120_000 : 900_000;
@@ -63,6 +64,7 @@ export async function coldStart(env: BenchEnv): Promise<{ figures: Figure[]; clu
     await sleep(100);
   }
   const placeSec = (performance.now() - t0) / 1000;
+  const counters1 = await databaseCounters(pool);
   const reconciles = await metricSum(controller.url, 'steady_reconciles_total');
   const ctlCpuSec = (sampleProcess(controller.proc.pid)?.cpuSec ?? 0) - cpu0;
   ctlWatch.stop();
@@ -125,6 +127,13 @@ export async function coldStart(env: BenchEnv): Promise<{ figures: Figure[]; clu
       value: createStatements.perCreate,
       unit: '',
       note: 'pg_stat_statements of the API role, BEGIN/COMMIT included; round trips per create',
+    },
+    {
+      scenario: 'Cold start',
+      metric: 'deadlocks detected while placing (pg_stat_database)',
+      value: counters1.deadlocks - counters0.deadlocks,
+      unit: '',
+      note: `${counters1.xactRollback - counters0.xactRollback} rollbacks; each deadlock costs deadlock_timeout = 1 s`,
     },
     { scenario: 'Memory', metric: 'controller peak RSS (VmHWM), cold start', value: ctlWatch.peakHwmMb, unit: 'MB', target: '< 200 MB', met: ctlWatch.peakHwmMb < 200 },
     { scenario: 'Memory', metric: 'API peak RSS (VmHWM), submissions', value: apiWatch.peakHwmMb, unit: 'MB', target: '< 200 MB', met: apiWatch.peakHwmMb < 200 },

@@ -1,5 +1,6 @@
 import { Api, mapLimit, until } from '../lib/api.js';
 import { insertNodes, startAgents, startApi, startController, type BenchEnv } from '../lib/cluster.js';
+import { databaseCounters } from '../lib/postgres.js';
 import type { Figure } from '../lib/report.js';
 
 const STORM_DB = 'bench_storm';
@@ -28,6 +29,7 @@ export async function rolloutStorm(env: BenchEnv): Promise<Figure[]> {
     const count = async (sql: string): Promise<number> => (await pool.query<{ n: number }>(sql)).rows[0]!.n;
 
     env.log(`rollout storm: cold start of ${deployments} deployments × 10`);
+    const counters0 = await databaseCounters(pool);
     const coldStarted = performance.now();
     const ids = await mapLimit(Array.from({ length: deployments }, (_, i) => i), 32, (i) => users[i % users.length]!.deploy(`storm-${i}`, 10));
     await until(async () => (await count(`SELECT count(*)::int AS n FROM deployment_replicas WHERE status = 'running'`)) === replicas, timeoutMs, 200, 'every replica running');
@@ -48,6 +50,10 @@ export async function rolloutStorm(env: BenchEnv): Promise<Figure[]> {
       'every replica on the new revision',
     );
     const stormSec = (performance.now() - stormStarted) / 1000;
+    const counters1 = await databaseCounters(pool);
+    const metrics = await (await fetch(`${controller.url}/metrics`)).text();
+    const reconciles = (outcome: string) =>
+      metrics.split('\n').filter((l) => l.startsWith(`steady_reconciles_total{outcome="${outcome}"`)).reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
     const scenario = `Rollout storm (${deployments} × 10)${env.label}`;
     return [
       {
@@ -58,6 +64,13 @@ export async function rolloutStorm(env: BenchEnv): Promise<Figure[]> {
         baseline: { name: `cold start of the same ${replicas} replicas`, value: coldSec, unit: 's' },
         ratio: stormSec / coldSec,
         note: `ratio = storm / cold start (lower is better); ${deployments} PATCHes took ${patchedSec.toFixed(1)} s`,
+      },
+      {
+        scenario,
+        metric: 'deadlocks detected, cold start and storm (pg_stat_database)',
+        value: counters1.deadlocks - counters0.deadlocks,
+        unit: '',
+        note: `${counters1.xactRollback - counters0.xactRollback} rollbacks (agents included); each deadlock costs deadlock_timeout = 1 s; reconciles: ${reconciles('changed')} changed, ${reconciles('unchanged')} unchanged, ${reconciles('error')} failed`,
       },
     ];
   } finally {
