@@ -65,6 +65,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
     const ids = [...new Set(items.map((i) => i.key))].sort();
     let decided: Decided[];
     let assumedBy: string | null = null;
+    let readFleet = false;
     try {
       decided = await ctx.database.db.transaction().execute(async (tx) => {
         const loaded = await lockDeployments(tx, ids);
@@ -83,6 +84,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
           });
         };
         const planPlacing = async (): Promise<Decided[]> => {
+          readFleet = true;
           const { decided: plans, xid } = await planOnFleet(tx, planAll, (ds) => ds.map((d) => d.plan));
           assumedBy = xid;
           return plans;
@@ -99,8 +101,9 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
         return plans;
       });
     } catch (err) {
-      // Rolled back (or its commit's outcome unknown: a read that sees it committed drops it anyway).
-      if (assumedBy !== null) cache.forget(assumedBy);
+      // Rolled back, or its commit's outcome unknown (the database went away): never count its
+      // placements again, and read every node next time (NodeCache.abandon).
+      if (readFleet) cache.abandon(assumedBy);
       const durationMs = performance.now() - started;
       ctx.metrics.reconciles.inc({ outcome: 'error' }, ids.length);
       ctx.metrics.reconcileDuration.observe({ outcome: 'error' }, durationMs / 1000);

@@ -344,6 +344,8 @@ for (const backend of BACKENDS) {
       expect((await replicaCounts(db, poisoned)).active).toBe(0);
       const errors = (await ctx.metrics.reconciles.get()).values.find((v) => v.labels.outcome === 'error')?.value ?? 0;
       expect(errors).toBeGreaterThan(0);
+      // A failed placing transaction makes the next read of the nodes a full one (NodeCache.abandon).
+      await expect.poll(async () => (await ctx.metrics.nodeReads.get()).values.find((v) => v.labels.kind === 'full')?.value ?? 0, WAIT).toBeGreaterThan(1);
     });
 
     it('deletes terminal replica rows past the retention window, and nothing else', async () => {

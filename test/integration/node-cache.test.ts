@@ -199,13 +199,13 @@ describeBackends('the node cache', (t) => {
     expect(cache.inFlight).toBe(0);
   });
 
-  it('adds nothing for a transaction that rolled back, forgotten or not', async () => {
+  it('adds nothing for a transaction that rolled back, abandoned or not, and reads every node after one is abandoned', async () => {
     const db = t().database.db;
     const cache = new NodeCache();
-    const a = await insertNode(db, { name: 'forget-a' });
+    const a = await insertNode(db, { name: 'abandon-a' });
     const web = await insertDeployment(db, { memoryMb: 300 });
     await readBoth(db, cache);
-    for (const forget of [true, false]) {
+    for (const abandon of [true, false]) {
       let xid = '';
       await expect(
         db.transaction().execute(async (tx) => {
@@ -216,13 +216,15 @@ describeBackends('the node cache', (t) => {
           throw new Error('rolled back');
         }),
       ).rejects.toThrow('rolled back');
-      if (forget) cache.forget(xid);
-      expect(cache.inFlight).toBe(forget ? 0 : 1);
-      // Unforgotten, a read sees it ended (not running): it is dropped, never added.
+      if (abandon) cache.abandon(xid);
+      expect(cache.inFlight).toBe(abandon ? 0 : 1);
+      // Not abandoned, a read sees it ended (not running): it is dropped, never added.
       const read = await readBoth(db, cache);
       expect(read.cached).toEqual(read.fresh);
       expect(read.cached.find((n) => n.id === a)!.allocated.memoryMb).toBe(0);
       expect(cache.inFlight).toBe(0);
+      // After a failure the horizon is not trusted (a crashed server reuses the ids it lost).
+      expect(cache.lastRead.full).toBe(abandon);
     }
   });
 });

@@ -87,9 +87,16 @@ export class NodeCache {
     if (plans.some((p) => p.bind.length > 0 || p.create.some((c) => c.nodeId !== null))) this.#inFlight.set(xid, plans);
   }
 
-  /** Transaction `xid` rolled back: its placements were never made. */
-  forget(xid: string): void {
-    this.#inFlight.delete(xid);
+  /**
+   * Transaction `xid` failed (rolled back, or its commit's outcome unknown): its placements were
+   * never made, or a read that sees them committed finds them in the rows. The next read reads every
+   * node: the horizon may come from this transaction's snapshot, and a server that crashed or failed
+   * over hands out again the ids of transactions it had not made durable, so changes made after it
+   * came back could carry ids below the horizon and never be read.
+   */
+  abandon(xid: string | null): void {
+    if (xid !== null) this.#inFlight.delete(xid);
+    this.#horizon = null;
   }
 
   /** Merges the nodes changed since `since`; null when nodes were deleted and only a full read will do. */
