@@ -227,4 +227,27 @@ describeBackends('the node cache', (t) => {
       expect(cache.lastRead.full).toBe(abandon);
     }
   });
+
+  it('reads every node again when the server is another (restarted, or a standby promoted)', async () => {
+    const db = t().database.db;
+    const cache = new NodeCache();
+    await insertNode(db, { name: 'server-a' });
+    await readBoth(db, cache);
+    await readBoth(db, cache);
+    expect(cache.lastRead.full).toBe(false);
+    // Another start time, as a restarted or promoted server answers: shadowed for one transaction.
+    await sql`CREATE SCHEMA IF NOT EXISTS another_server`.execute(db);
+    await sql`CREATE OR REPLACE FUNCTION another_server.pg_postmaster_start_time() RETURNS timestamptz LANGUAGE sql AS $$ SELECT timestamptz '2001-01-01' $$`.execute(db);
+    await db.transaction().execute(async (tx) => {
+      await sql`SET LOCAL search_path = another_server, pg_catalog, public`.execute(tx);
+      await cache.read(tx);
+    });
+    expect(cache.lastRead.full).toBe(true);
+    // And back.
+    let read = await readBoth(db, cache);
+    expect(cache.lastRead.full).toBe(true);
+    read = await readBoth(db, cache);
+    expect(cache.lastRead.full).toBe(false);
+    expect(read.cached).toEqual(read.fresh);
+  });
 });

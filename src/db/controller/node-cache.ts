@@ -51,6 +51,7 @@ export class NodeCache {
   #nodes: Node[] = [];
   #index = new Map<string, number>();
   #horizon: bigint | null = null;
+  #server = '';
   #last: NodeCacheRead = { full: true, rows: 0, assumed: 0 };
   readonly #inFlight = new Map<string, readonly Plan[]>();
 
@@ -64,7 +65,11 @@ export class NodeCache {
   }
 
   async read(tx: Transaction<Tables>): Promise<Fleet> {
-    const head = (this.#horizon !== null && (await this.#readChanged(tx, this.#horizon))) || (await this.#readAll(tx));
+    let head = this.#horizon === null ? null : await this.#readChanged(tx, this.#horizon);
+    // Another server (a promoted standby, a restart) may not have every transaction this one had.
+    if (head !== null && head.server !== this.#server) head = null;
+    head ??= await this.#readAll(tx);
+    this.#server = head.server;
     const snapshot = parseSnapshot(head.snapshot);
     this.#horizon = snapshot.xmin;
     const view = new NodeView(this.#nodes, this.#index);
@@ -102,7 +107,7 @@ export class NodeCache {
   /** Merges the nodes changed since `since`; null when nodes were deleted and only a full read will do. */
   async #readChanged(tx: Transaction<Tables>, since: bigint): Promise<Head | null> {
     const { rows } = await sql<Partial<NodeRow> & Head & { total: number }>`
-      SELECT h.snapshot, h.xid, h.total, ${NODE_COLUMNS}
+      SELECT h.snapshot, h.xid, h.server, h.total, ${NODE_COLUMNS}
       FROM (SELECT ${HEAD}, (SELECT count(*) FROM nodes)::int AS total) h
       LEFT JOIN nodes n ON n.changed_xid >= ${since.toString()}::xid8`.execute(tx);
     const head = rows[0]!;
@@ -137,10 +142,12 @@ export class NodeCache {
 interface Head {
   snapshot: string;
   xid: string;
+  server: string;
 }
 
-// The statement's snapshot (which transactions it sees committed) and the reading transaction's id.
-const HEAD = sql`pg_current_snapshot()::text AS snapshot, pg_current_xact_id()::text AS xid`;
+// The statement's snapshot (which transactions it sees committed), the reading transaction's id, and
+// when the server started: a restarted or promoted server may have lost transactions this cache saw.
+const HEAD = sql`pg_current_snapshot()::text AS snapshot, pg_current_xact_id()::text AS xid, pg_postmaster_start_time()::text AS server`;
 
 interface Snapshot {
   /** Every transaction below it had ended when the snapshot was taken. */
