@@ -51,13 +51,13 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
   // placement on a node that cannot take it (ST003); the batch is then planned again.
   const cache = new NodeCache();
   const placing = new PQueue({ concurrency: 1 });
-  const planOnFleet = <T>(tx: Parameters<NodeCache['read']>[0], plan: (fleet: Fleet) => T, placementsOf: (decided: T) => readonly Plan[]) =>
+  const planOnFleet = (tx: Parameters<NodeCache['read']>[0], planAll: (fleet: Fleet) => Decided[]) =>
     placing.add(async () => {
       const fleet = await cache.read(tx);
       ctx.metrics.nodeReads.inc({ kind: cache.lastRead.full ? 'full' : 'changed' });
       ctx.metrics.nodeRowsRead.inc(cache.lastRead.rows);
-      const decided = plan(fleet);
-      cache.assume(fleet.xid, placementsOf(decided));
+      const decided = planAll(fleet);
+      cache.assume(fleet.xid, decided.map((d) => d.plan));
       return { decided, xid: fleet.xid };
     });
   const runBatch = async (items: readonly WorkItem[]): Promise<Map<string, ReconcileOutcome>> => {
@@ -85,7 +85,7 @@ export function createReconciler(ctx: Context, plannerConfig: PlannerConfig, eve
         };
         const planPlacing = async (): Promise<Decided[]> => {
           readFleet = true;
-          const { decided: plans, xid } = await planOnFleet(tx, planAll, (ds) => ds.map((d) => d.plan));
+          const { decided: plans, xid } = await planOnFleet(tx, planAll);
           assumedBy = xid;
           return plans;
         };
