@@ -168,7 +168,7 @@ async function main(): Promise<number> {
   const mode = quick ? 'quick' : 'full';
   notes.push(
     `PostgreSQL ${servers.join('; ')}. Figures whose scenario ends in "· fsync off" come from the second, non-durable server (what the tests run; no production server runs so).`,
-    'Baselines: pgbench TPC-B (default script, scale = clients, -j 2) on the same server in the same run; /healthz of the same process; one INSERT … SELECT of as many replica rows.',
+    'Baselines: pgbench TPC-B (default script, scale = clients, -j 2) on the same server in the same run; /healthz of the same process; one INSERT … SELECT of as many replica rows (the median of three).',
     'Reaction: from just before the scale request to the first ~1 ms poll that sees every new replica placed; scales of +2, sequential.',
     'Cold start: deployments submitted through the API with no controller running; timed from the controller\'s "became the leader" log line until every replica is placed (polled every 100 ms).',
     'Simulated agents are SQL (zero delay); nodes are inserted by SQL and never miss heartbeats (STEADY_NODE_GRACE_PERIOD=24h).',
