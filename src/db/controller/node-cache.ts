@@ -13,7 +13,7 @@ export interface Fleet {
    * since, at positions past the end of `nodes`, but a position within `nodes` is always right.
    */
   readonly index: ReadonlyMap<string, number>;
-  /** The reading transaction's id: what `assume` and `forget` name its placements by. */
+  /** The reading transaction's id: what `assume` and `abandon` name its placements by. */
   readonly xid: string;
 }
 
@@ -21,8 +21,6 @@ export interface Fleet {
 export interface NodeCacheRead {
   readonly full: boolean;
   readonly rows: number;
-  /** Placements of other transactions still running, added to what the database showed. */
-  readonly assumed: number;
 }
 
 /**
@@ -41,7 +39,7 @@ export interface NodeCacheRead {
  * whose snapshot cannot see that transaction committed adds them to the nodes it returns; the first
  * read that can see it drops them (the rows then hold them). So a batch may plan while the batches
  * before it are still writing and committing, and still never plan on room they took. A transaction
- * that rolled back is forgotten.
+ * that failed is abandoned.
  *
  * Reads must not overlap (each merges onto the last), and a read's placements must be assumed before
  * the next read: the reconciler reads, plans and assumes under one in-process lock, in transactions
@@ -52,16 +50,11 @@ export class NodeCache {
   #index = new Map<string, number>();
   #horizon: bigint | null = null;
   #server = '';
-  #last: NodeCacheRead = { full: true, rows: 0, assumed: 0 };
+  #last: NodeCacheRead = { full: true, rows: 0 };
   readonly #inFlight = new Map<string, readonly Plan[]>();
 
   get lastRead(): NodeCacheRead {
     return this.#last;
-  }
-
-  /** Transactions whose placements are still assumed. */
-  get inFlight(): number {
-    return this.#inFlight.size;
   }
 
   async read(tx: Transaction<Tables>): Promise<Fleet> {
@@ -73,7 +66,6 @@ export class NodeCache {
     const snapshot = parseSnapshot(head.snapshot);
     this.#horizon = snapshot.xmin;
     const view = new NodeView(this.#nodes, this.#index);
-    let assumed = 0;
     for (const [xid, plans] of this.#inFlight) {
       if (xid === head.xid) continue;
       if (committedIn(snapshot, BigInt(xid))) {
@@ -81,9 +73,7 @@ export class NodeCache {
         continue;
       }
       for (const plan of plans) view.take(plan);
-      assumed++;
     }
-    this.#last = { ...this.#last, assumed };
     return { nodes: view.nodes, index: this.#index, xid: head.xid };
   }
 
@@ -125,7 +115,7 @@ export class NodeCache {
       }
     }
     if (this.#nodes.length !== head.total) return null;
-    this.#last = { full: false, rows: changed, assumed: 0 };
+    this.#last = { full: false, rows: changed };
     return head;
   }
 
@@ -134,7 +124,7 @@ export class NodeCache {
     const head = rows[0] ?? (await sql<Head>`SELECT ${HEAD}`.execute(tx)).rows[0]!;
     this.#nodes = rows.map(nodeOf);
     this.#index = new Map(this.#nodes.map((n, i) => [n.id, i]));
-    this.#last = { full: true, rows: rows.length, assumed: 0 };
+    this.#last = { full: true, rows: rows.length };
     return head;
   }
 }
