@@ -212,6 +212,34 @@ describeBackends('API deployments', (t, backend) => {
       expect((await rowOf(d.deployment_id)).generation).toBe(2);
     });
 
+    it('serialises concurrent scales: each change is recorded once, from the target the one before it left', async () => {
+      const d = await deploy(alice, 'scale-race');
+      const targets = [4, 7, 4, 9, 2, 7, 5, 5, 8, 3];
+      const answers = await Promise.all(
+        targets.map((target_replicas) => api.call('POST', `/api/deployment/scale/${d.deployment_id}`, { token: alice, body: { target_replicas } })),
+      );
+      expect(answers.map((r) => r.status)).toEqual(targets.map(() => 200));
+      const changes = (await historyOf(d.deployment_id)).filter((h) => h.reason === 'User-initiated scaling');
+      // A chain from the deployed 3 to the final target: no change lost, none recorded from a stale target.
+      let at = 'replicas:3';
+      for (const change of changes) {
+        expect(change.old_status).toBe(at);
+        expect(change.new_status).not.toBe(at);
+        at = change.new_status;
+      }
+      const row = await rowOf(d.deployment_id);
+      expect(at).toBe(`replicas:${row.target_replicas}`);
+      expect(row.generation).toBe(1 + changes.length);
+    });
+
+    it('answers 404 for a deployment of another user and leaves it as it was', async () => {
+      const d = await deploy(alice, 'not-bobs');
+      const res = await api.call('POST', `/api/deployment/scale/${d.deployment_id}`, { token: bob, body: { target_replicas: 9 } });
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
+      expect(await rowOf(d.deployment_id)).toMatchObject({ target_replicas: 3, generation: 1 });
+    });
+
     it('validates the target like deploy does', async () => {
       const d = await deploy(alice, 'scale-bad');
       for (const body of [{ target_replicas: 0 }, { target_replicas: 101 }, { target_replicas: 2, x: 1 }, {}]) {

@@ -24,16 +24,20 @@ export class StaleReadError extends Error {
  * readers to after the commit (migration 0015, AfterCommitWake). Ids not found are absent.
  */
 export async function lockDeployments(tx: Tx, ids: readonly string[]): Promise<Map<string, Deployment>> {
-  await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true),
-                    set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
+  // The settings ride with the lock (one round trip less per reconcile): a CTE runs once, and when
+  // no deployment is found nothing is written, so settings not made then do not matter.
   // Resources come from the desired revision, priced as allocation counts them (CPU in millicores).
   const { rows } = await sql<DeploymentRow>`
+    WITH settings AS MATERIALIZED (
+      SELECT set_config('steady.quiet', 'on', true), set_config('steady.deployment_events', 'deferred', true),
+             set_config('steady.events_wake', 'after_commit', true)
+    )
     SELECT d.id, d.name, d.status, d.status_reason, d.target_replicas, d.deleted_at,
            d.restart_count, d.backoff_until, d.ever_running, d.generation, d.observed_generation, d.revision, d.strategy, d.paused,
            d.rollout_state, d.rollout_reason, d.rollout_progress_at, d.rollout_best_available, d.rollout_least_old,
            d.rollout_failures, d.stable_revision, rev.template_revision, stable.template_revision AS stable_template_revision,
            rev.cpu_millicores, rev.memory_mb, rev.gpu_units, rev.storage_gb
-    FROM deployments d
+    FROM settings, deployments d
     JOIN deployment_revisions rev ON rev.deployment_id = d.id AND rev.revision = d.revision
     LEFT JOIN deployment_revisions stable ON stable.deployment_id = d.id AND stable.revision = d.stable_revision
     WHERE d.id = ANY(${[...ids]}::uuid[])

@@ -25,19 +25,28 @@ export interface CommandResult {
   readonly changed: boolean;
 }
 
+/**
+ * One statement, so one round trip and no explicit transaction: lock the row (as every command
+ * does), change the target when it differs, and record the change in the history. In a data-modifying
+ * CTE the UPDATE re-reads the row the lock waited for, as a second statement would.
+ */
 export async function scaleDeployment(db: Kysely<Tables>, userId: string, id: string, target: number): Promise<CommandResult> {
-  return withLockedDeployment(db, userId, id, async (tx, current) => {
-    if (current.target_replicas === target) return { changed: false };
-    await tx
-      .updateTable('deployments')
-      .set({ target_replicas: target, generation: sql`generation + 1`, updated_at: sql`now()` })
-      .where('id', '=', id)
-      .execute();
-    await insertHistory(tx, [
-      { deploymentId: id, oldStatus: `replicas:${current.target_replicas}`, newStatus: `replicas:${target}`, changedBy: userId, reason: 'User-initiated scaling' },
-    ]);
-    return { changed: true };
-  });
+  const { rows } = await sql<{ found: boolean; changed: boolean }>`
+    WITH current AS (
+      SELECT id, target_replicas FROM deployments
+      WHERE id = ${id} AND user_id = ${userId} AND deleted_at IS NULL
+      FOR UPDATE
+    ), scaled AS (
+      UPDATE deployments d SET target_replicas = ${target}, generation = d.generation + 1, updated_at = now()
+      FROM current c WHERE d.id = c.id AND c.target_replicas <> ${target}
+      RETURNING d.id, c.target_replicas AS old
+    ), recorded AS (
+      INSERT INTO deployment_status_history (deployment_id, old_status, new_status, reason, changed_by, changed_at)
+      SELECT id, 'replicas:' || old, 'replicas:' || ${target}::int, 'User-initiated scaling', ${userId}::uuid, clock_timestamp() FROM scaled
+    )
+    SELECT EXISTS (SELECT 1 FROM current) AS found, EXISTS (SELECT 1 FROM scaled) AS changed`.execute(db);
+  if (!rows[0]?.found) throw new NotFoundError('deployment');
+  return { changed: rows[0].changed };
 }
 
 export async function stopDeployment(db: Kysely<Tables>, userId: string, id: string): Promise<CommandResult> {
