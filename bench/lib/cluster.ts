@@ -1,5 +1,8 @@
 import path from 'node:path';
+import { Kysely, PostgresDialect, sql } from 'kysely';
 import type pg from 'pg';
+import { AfterCommitWake } from '../../src/db/after-commit-wake.js';
+import type { Tables } from '../../src/db/tables.js';
 import { API_ROLE, CONTROLLER_ROLE, type BenchPostgres } from './postgres.js';
 import { serve, type SteadyChild } from './steady.js';
 
@@ -55,44 +58,64 @@ export async function agentsTick(pool: pg.Pool): Promise<void> {
 /**
  * Agents as they really behave: each node's agent reports only its own replicas, in its own small
  * transaction (a replica stopping on a node releases that node's allocation, which locks that node's
- * row only). Every `everyMs`, each node with work starts what is placed on it and finishes what it
- * was told to stop, with zero delay.
+ * row only), and wakes the controller after its commit as the API's report route does (the
+ * triggers kept quiet, the deployments' ids of reports that commit together sent in one
+ * notification: AfterCommitWake). Every `everyMs`, each node with work starts what is placed on it
+ * and finishes what it was told to stop, with zero delay. Agents run on their own clocks, not in
+ * step: the nodes are spread over slots of about 10 ms across the period (by a hash of their id),
+ * and each slot's nodes act at their own moment of every period.
  */
 export function startAgents(pool: pg.Pool, everyMs: number): { stop(): Promise<void> } {
   let stopped = false;
+  const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+  const wake = new AfterCommitWake(db, () => undefined);
+  const slots = Math.max(1, Math.min(25, Math.round(everyMs / 10)));
+  const slotMs = everyMs / slots;
   const perNode = async (nodeId: string): Promise<void> => {
-    await pool.query(
-      `UPDATE deployment_replicas
-       SET status = CASE WHEN status = 'stopping' THEN 'stopped'::replicastatus ELSE 'running'::replicastatus END,
-           started_at = CASE WHEN status = 'stopping' THEN started_at ELSE now() END,
-           stopped_at = CASE WHEN status = 'stopping' THEN now() ELSE stopped_at END,
-           updated_at = now()
-       WHERE node_id = $1 AND status IN ('pending', 'starting', 'stopping')`,
-      [nodeId],
+    const ids = await db.transaction().execute(async (tx) => {
+      await sql`SELECT set_config('steady.quiet', 'on', true), set_config('steady.events_wake', 'after_commit', true)`.execute(tx);
+      const { rows } = await sql<{ deployment_id: string }>`
+        UPDATE deployment_replicas
+        SET status = CASE WHEN status = 'stopping' THEN 'stopped'::replicastatus ELSE 'running'::replicastatus END,
+            started_at = CASE WHEN status = 'stopping' THEN started_at ELSE now() END,
+            stopped_at = CASE WHEN status = 'stopping' THEN now() ELSE stopped_at END,
+            updated_at = now()
+        WHERE node_id = ${nodeId} AND status IN ('pending', 'starting', 'stopping')
+        RETURNING deployment_id`.execute(tx);
+      return rows.map((r) => r.deployment_id);
+    });
+    if (ids.length > 0) wake.deployments(ids);
+  };
+  const runSlot = async (slot: number): Promise<void> => {
+    const { rows } = await pool.query<{ node_id: string }>(
+      `SELECT DISTINCT node_id FROM deployment_replicas
+       WHERE node_id IS NOT NULL AND status IN ('pending', 'starting', 'stopping') AND abs(hashtext(node_id::text)) % $1 = $2`,
+      [slots, slot],
+    );
+    const queue = rows.map((r) => r.node_id);
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let id = queue.shift(); id !== undefined; id = queue.shift()) await perNode(id).catch(() => undefined);
+      }),
     );
   };
   const loop = (async () => {
-    while (!stopped) {
+    const started = performance.now();
+    for (let tick = 0; !stopped; tick++) {
       try {
-        const { rows } = await pool.query<{ node_id: string }>(
-          `SELECT DISTINCT node_id FROM deployment_replicas WHERE node_id IS NOT NULL AND status IN ('pending', 'starting', 'stopping')`,
-        );
-        const queue = rows.map((r) => r.node_id);
-        await Promise.all(
-          Array.from({ length: 4 }, async () => {
-            for (let id = queue.shift(); id !== undefined; id = queue.shift()) await perNode(id).catch(() => undefined);
-          }),
-        );
+        await runSlot(tick % slots);
       } catch {
-        // The next tick tries again, as an agent would.
+        // The next period tries again, as an agent would.
       }
-      await new Promise((r) => setTimeout(r, everyMs));
+      // A slot that ran late does not push the others back: the next one starts at its own moment.
+      await new Promise((r) => setTimeout(r, Math.max(0, started + (tick + 1) * slotMs - performance.now())));
     }
   })();
   return {
     async stop() {
       stopped = true;
       await loop;
+      await wake.settled();
     },
   };
 }
