@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { Api, mapLimit, sleep } from '../lib/api.js';
-import { insertNodes, placedReplicas, startAgents, startApi, startController, type BenchEnv } from '../lib/cluster.js';
+import { insertNodes, placedReplicas, startAgents, startApi, startController, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
 import { databaseCounters } from '../lib/postgres.js';
 import type { Figure } from '../lib/report.js';
 import { LatencyHistogram, type Percentiles } from '../lib/stats.js';
@@ -11,7 +11,8 @@ import { LatencyHistogram, type Percentiles } from '../lib/stats.js';
  * every ~1 ms on its own connection), over many sequential scales of +2, at idle and again while
  * other deployments are scaled up and down at 100/s through the same API. "Idle" has the simulated
  * agents reporting every 250 ms (they mark the new replicas running, which the controller then
- * records); it is measured once more before they start, to show what their reports cost.
+ * records); it is measured once more before they start, to show what their reports cost. The idle
+ * run starts once the agents have started what the first run placed and the controller is quiet.
  */
 export async function reaction(env: BenchEnv): Promise<Figure[]> {
   const scales = env.quick ? 200 : 1_000;
@@ -36,6 +37,10 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
     env.log(`reaction: ${scales} scales at idle, agents not reporting`);
     const quiet = await measureScales(pool, user, measured, targets, scales, env.log);
     agents = startAgents(pool, 250);
+    // Idle means idle: the agents first start the replicas the scales above placed, and the
+    // controller records them, before anything is measured.
+    await waitNonePending(pool, 60_000);
+    await waitControllerQuiet(controller.url, 1_000, 60_000);
     env.log(`reaction: ${scales} scales at idle`);
     const idle = await measureScales(pool, user, measured, targets, scales, env.log);
 
@@ -90,6 +95,16 @@ async function waitPlaced(pool: pg.Pool, expected: number, timeoutMs: number): P
   while ((await placedReplicas(pool)) < expected) {
     if (performance.now() > deadline) throw new Error(`replicas not placed within ${timeoutMs} ms`);
     await sleep(100);
+  }
+}
+
+async function waitNonePending(pool: pg.Pool, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM deployment_replicas WHERE status IN ('pending', 'starting', 'stopping')`);
+    if (rows[0]!.n === 0) return;
+    if (performance.now() > deadline) throw new Error(`agents did not start every replica within ${timeoutMs} ms`);
+    await sleep(50);
   }
 }
 
