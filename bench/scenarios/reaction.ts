@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { Api, mapLimit, sleep } from '../lib/api.js';
+import { Api, mapLimit, sleep, until } from '../lib/api.js';
 import { insertNodes, placedReplicas, startAgents, startApi, startController, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
 import { databaseCounters } from '../lib/postgres.js';
 import type { Figure } from '../lib/report.js';
@@ -32,14 +32,14 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
     const measured = await mapLimit(Array.from({ length: deployments }, (_, i) => i), 8, (i) => user.deploy(`measured-${i}`, 1));
     const churned = await mapLimit(Array.from({ length: deployments }, (_, i) => i), 8, (i) => user.deploy(`churn-${i}`, 1));
     const targets = new Map<string, number>(measured.map((id) => [id, 1]));
-    await waitPlaced(pool, deployments * 2, 60_000);
+    await until(async () => (await placedReplicas(pool)) >= deployments * 2, 60_000, 100, 'the first replicas placed');
 
     env.log(`reaction: ${scales} scales at idle, agents not reporting`);
     const quiet = await measureScales(pool, user, measured, targets, scales, env.log);
     agents = startAgents(pool, 250);
     // Idle means idle: the agents first start the replicas the scales above placed, and the
     // controller records them, before anything is measured.
-    await waitNonePending(pool, 60_000);
+    await until(async () => (await activeNotRunning(pool)) === 0, 60_000, 50, 'the agents to start every replica');
     await waitControllerQuiet(controller.url, 1_000, 60_000);
     env.log(`reaction: ${scales} scales at idle`);
     const idle = await measureScales(pool, user, measured, targets, scales, env.log);
@@ -90,22 +90,10 @@ export async function reaction(env: BenchEnv): Promise<Figure[]> {
   }
 }
 
-async function waitPlaced(pool: pg.Pool, expected: number, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  while ((await placedReplicas(pool)) < expected) {
-    if (performance.now() > deadline) throw new Error(`replicas not placed within ${timeoutMs} ms`);
-    await sleep(100);
-  }
-}
-
-async function waitNonePending(pool: pg.Pool, timeoutMs: number): Promise<void> {
-  const deadline = performance.now() + timeoutMs;
-  for (;;) {
-    const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM deployment_replicas WHERE status IN ('pending', 'starting', 'stopping')`);
-    if (rows[0]!.n === 0) return;
-    if (performance.now() > deadline) throw new Error(`agents did not start every replica within ${timeoutMs} ms`);
-    await sleep(50);
-  }
+/** Replicas an agent has still to act on: placed or waiting, not yet running, or stopping. */
+async function activeNotRunning(pool: pg.Pool): Promise<number> {
+  const { rows } = await pool.query<{ n: number }>(`SELECT count(*)::int AS n FROM deployment_replicas WHERE status IN ('pending', 'starting', 'stopping')`);
+  return rows[0]!.n;
 }
 
 async function measureScales(
