@@ -1,5 +1,6 @@
 import { Api, mapLimit, sleep } from '../lib/api.js';
 import { agentsTick, insertNodes, placedReplicas, profileArgs, serveEnv, startAgents, type BenchEnv } from '../lib/cluster.js';
+import { cpuMark, cpuSplit } from '../lib/cpu-split.js';
 import type { Figure } from '../lib/report.js';
 import { serve } from '../lib/steady.js';
 import { hammer } from './status-api.js';
@@ -25,7 +26,11 @@ export async function statusAll(env: BenchEnv): Promise<Figure[]> {
     agents = startAgents(pool, 250);
     await sleep(2_000);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(Math.random() * xs.length)]!;
-    const run = (label: string, next: () => { path: string; token: string | null }) => hammer(env, all.url, `serve --role all: ${label}`, seconds, next);
+    const run = async (label: string, next: () => { path: string; token: string | null }) => {
+      const from = cpuMark(all.proc.pid);
+      const result = await hammer(env, all.url, `serve --role all: ${label}`, seconds, next);
+      return { ...result, cpu: cpuSplit(from, cpuMark(all.proc.pid)) };
+    };
     const healthz = () => ({ path: '/healthz', token: null });
     const before = await run('GET /healthz', healthz);
     const status = await run('GET status/{random id}', () => ({ path: `/api/deployment/status/${pick(ids)}`, token: user.token }));
@@ -33,7 +38,7 @@ export async function statusAll(env: BenchEnv): Promise<Figure[]> {
     const after = await run('GET /healthz again', healthz);
     const baseRps = (before.rps + after.rps) / 2;
     const baseline = { name: 'GET /healthz, same process', value: baseRps, unit: 'req/s' };
-    const fig = (metric: string, r: { rps: number; p99: number }): Figure => ({
+    const fig = (metric: string, r: { rps: number; p99: number; cpu: string }): Figure => ({
       scenario: 'Status API, serve --role all',
       metric: `${metric} throughput`,
       value: r.rps,
@@ -42,10 +47,10 @@ export async function statusAll(env: BenchEnv): Promise<Figure[]> {
       ratio: r.rps / baseRps,
       target: '≥ 40%',
       met: r.rps / baseRps >= 0.4,
-      note: `p99 ${r.p99} ms; 400 nodes, ${count} deployments of one user, agents reporting`,
+      note: `p99 ${r.p99} ms; 400 nodes, ${count} deployments of one user, agents reporting; ${r.cpu}`,
     });
     return [
-      { scenario: 'Status API, serve --role all', metric: 'GET /healthz p99', value: Math.max(before.p99, after.p99), unit: 'ms', note: `before ${Math.round(before.rps)}, after ${Math.round(after.rps)} req/s` },
+      { scenario: 'Status API, serve --role all', metric: 'GET /healthz p99', value: Math.max(before.p99, after.p99), unit: 'ms', note: `before ${Math.round(before.rps)}, after ${Math.round(after.rps)} req/s; ${before.cpu}` },
       fig('GET status/{id}', status),
       fig('GET list', list),
     ];

@@ -8,7 +8,8 @@ import type { Template } from './revisions.js';
 export interface HistoryEntry {
   readonly oldStatus: string;
   readonly newStatus: string;
-  readonly changedAt: Date;
+  /** UTC ISO-8601 with milliseconds, as the API writes it (formatted by PostgreSQL: isoUtc). */
+  readonly changedAt: string;
   readonly reason: string | null;
 }
 
@@ -19,8 +20,9 @@ export interface ReplicaSummary {
   readonly nodeName: string | null;
   readonly status: ReplicaStatus;
   readonly containerId: string | null;
-  readonly startedAt: Date | null;
-  readonly stoppedAt: Date | null;
+  /** UTC ISO-8601 with milliseconds, as the API writes them (isoUtc). */
+  readonly startedAt: string | null;
+  readonly stoppedAt: string | null;
   readonly revision: number;
   readonly reason: string | null;
 }
@@ -107,7 +109,11 @@ interface ReplicaJson {
   reason: string | null;
 }
 
-export const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
+/**
+ * A timestamp column as the API writes timestamps (what Date.prototype.toISOString gives: UTC,
+ * milliseconds, `Z`), for the JSON the status statement builds: formatted once, by PostgreSQL.
+ */
+export const isoUtc = (column: string) => sql.raw(`to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
 
 export interface StatusKey {
   readonly userId: string;
@@ -130,7 +136,10 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
            d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, c.updated, c.available,
            c.considered, c.running, c.failed, h.history, rl.replicas
     FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
-    JOIN deployments d ON d.id = k.id AND d.user_id = k.user_id AND d.deleted_at IS NULL
+    -- By primary key, whatever the statistics: joined on (id, user_id), the generic plan of this
+    -- prepared statement read every deployment of the user once per call (planned while the
+    -- statistics said the user had one).
+    CROSS JOIN LATERAL (SELECT * FROM deployments WHERE id = k.id LIMIT 1) d
     LEFT JOIN deployment_resources res ON res.deployment_id = d.id
     LEFT JOIN deployment_revisions cur ON cur.deployment_id = d.id AND cur.revision = d.revision
     ${replicaCountsLateral()}
@@ -157,7 +166,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
       FROM (
         (SELECT id, node_id, status, container_id, started_at, stopped_at, revision, reason, created_at AS at, 0 AS grp
          FROM deployment_replicas
-         WHERE deployment_id = d.id AND status IN ('pending', 'starting', 'running', 'stopping'))
+         WHERE deployment_id = d.id AND status NOT IN ('stopped', 'failed'))
         UNION ALL
         (SELECT id, node_id, status, container_id, started_at, stopped_at, revision, reason, updated_at AS at, 1 AS grp
          FROM deployment_replicas
@@ -167,6 +176,7 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
       ) r
       LEFT JOIN nodes n ON n.id = r.node_id
     ) rl ON true
+    WHERE d.user_id = k.user_id AND d.deleted_at IS NULL
   `.execute(db);
   return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), statusRecordOf(row)]));
 }
@@ -205,15 +215,15 @@ export function statusRecordOf(row: HeadRow): DeploymentStatusRecord {
       nodeName: r.node_name,
       status: r.status,
       containerId: r.container_id,
-      startedAt: r.started_at === null ? null : new Date(r.started_at),
-      stoppedAt: r.stopped_at === null ? null : new Date(r.stopped_at),
+      startedAt: r.started_at,
+      stoppedAt: r.stopped_at,
       revision: r.revision,
       reason: r.reason,
     })),
     history: row.history.map((h) => ({
       oldStatus: h.old_status,
       newStatus: h.new_status,
-      changedAt: new Date(h.changed_at),
+      changedAt: h.changed_at,
       reason: h.reason,
     })),
     createdAt: row.created_at,
