@@ -18,6 +18,7 @@ export interface Metrics {
   readonly httpRequests: Counter<'method' | 'route' | 'status'>;
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>;
   readonly httpRateLimited: Counter;
+  readonly statusReads: Counter<'answer'>;
 }
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
@@ -81,6 +82,12 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     httpRateLimited: new Counter({
       name: 'steady_http_rate_limited_total',
       help: 'API requests refused with 429 because the caller exceeded STEADY_RATE_LIMIT.',
+      registers,
+    }),
+    statusReads: new Counter({
+      name: 'steady_status_reads_total',
+      help: 'Status objects answered: kept (its rows unchanged since this process last built it) or built (read whole).',
+      labelNames: ['answer'],
       registers,
     }),
   };

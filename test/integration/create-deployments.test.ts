@@ -162,7 +162,7 @@ describeBackends('creates grouped in one transaction', (t) => {
       const answered = [alone, ...batch].map((o) => (o?.ok ? o.value : null));
       const read = await loadDeploymentStatuses(db(), answered.map((r) => ({ userId: alice, id: r?.id ?? '' })));
       expect(read.size).toBe(4);
-      for (const r of answered) expect(r).toEqual(read.get(statusKeyOf({ userId: alice, id: r?.id ?? '' })));
+      for (const r of answered) expect(r).toEqual(read.get(statusKeyOf({ userId: alice, id: r?.id ?? '' }))?.record);
       const [expected, ...others] = await Promise.all(ids.map(snapshot));
       expect(expected!.revisions).toMatchObject([{ revision: 1, template_revision: 1, command: template.command, env: template.env, created_by: alice }]);
       expect(expected!.history).toEqual([{ old_status: 'none', new_status: 'pending', reason: 'Deployment created', changed_by: alice }]);

@@ -8,7 +8,7 @@ import {
   stopDeployment,
 } from '../../db/queries/deployment-commands.js';
 import { listDeploymentPages, listDeploymentsNamed, pageKeyOf, type DeploymentPage, type PageKey } from '../../db/queries/deployment-list.js';
-import { loadDeploymentStatuses, statusKeyOf, type DeploymentStatusRecord, type StatusKey } from '../../db/queries/deployment-status.js';
+import type { DeploymentStatusRecord } from '../../db/queries/deployment-status.js';
 import { NotFoundError } from '../../domain/errors.js';
 import { DEFAULT_STRATEGY, mergeStrategy } from '../../domain/strategy.js';
 import { commandOrNull, envOrNull } from '../../domain/validation.js';
@@ -19,6 +19,7 @@ import { decodeCursor, encodeCursor } from '../cursor.js';
 import { notFoundOnBadId } from '../errors.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
 import { CreateDeploymentBody, DeploymentListSchema, DeploymentStatusSchema, ListQuery, ScaleBody, idParam } from '../schemas.js';
+import { StatusCache } from '../status-cache.js';
 import { checkStrategy, resourcesOf } from '../template-input.js';
 import { deploymentListItemJson, deploymentStatusJson } from '../views.js';
 import { registerRolloutRoutes } from './rollouts.js';
@@ -106,8 +107,9 @@ const start = createRoute({
 
 export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory): void {
   const db = ctx.database.db;
-  // Reads of concurrent requests share one statement (every command answers with the status too).
-  const statuses = new Coalescer<StatusKey, DeploymentStatusRecord>((keys) => loadDeploymentStatuses(db, keys), statusKeyOf);
+  // Reads of concurrent requests share statements, and a status object read again is rebuilt only
+  // when its rows changed (every command answers with the status too).
+  const statuses = new StatusCache(db, { metric: ctx.metrics.statusReads });
   const pages = new Coalescer<PageKey, DeploymentPage>((keys) => listDeploymentPages(db, keys), pageKeyOf);
   // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
   // At most 128 a batch: the ids of a batch's NOTIFY fit in one notification (about 210 would not).

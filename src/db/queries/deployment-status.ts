@@ -122,27 +122,83 @@ export interface StatusKey {
 
 export const statusKeyOf = (key: StatusKey): string => `${key.userId}/${key.id}`;
 
+/** A status object with the version of the rows it was read from (see `statusVersionLateral`). */
+export interface VersionedStatus {
+  readonly record: DeploymentStatusRecord;
+  readonly version: string;
+}
+
 /**
- * Users' live deployments with everything the status object shows, in one statement for any number
- * of them: each deployment with its resources, replica counts, the bounded replica list and the last
- * history rows (both aggregated as JSON). Keyed by `statusKeyOf`; a key is missing when the id is
- * unknown, another user's, or soft-deleted (the caller cannot tell those apart, by design).
+ * The deployments asked for, by primary key whatever the statistics (joined on (id, user_id), the
+ * generic plan of the prepared statement read every deployment of the user once per call, planned
+ * while the statistics said the user had one), with their resources; only the user's own, not
+ * soft-deleted (`liveDeploymentsWhere`).
  */
-export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, DeploymentStatusRecord>> {
+const deploymentsByKey = (keys: readonly StatusKey[]) => sql`
+  FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
+  CROSS JOIN LATERAL (SELECT *, xmin AS row_xmin, ctid AS row_ctid FROM deployments WHERE id = k.id LIMIT 1) d
+  LEFT JOIN deployment_resources res ON res.deployment_id = d.id`;
+const liveDeploymentsWhere = sql`WHERE d.user_id = k.user_id AND d.deleted_at IS NULL`;
+
+/**
+ * The version of everything a deployment's status object is read from, as one string: equal
+ * versions, equal status objects. Each row version PostgreSQL keeps has its own (xmin, ctid) — an
+ * UPDATE writes a new one, a DELETE removes it — so the version is made of the deployment's and its
+ * resources' (xmin, ctid), a count and a sum of hashes of every replica's and every revision's (the
+ * counts read them all), and the last 10 history rows' (the list shows those). Node names, read
+ * through the replicas' node_id, never change (a deleted node sets its replicas' node_id to NULL).
+ * One input is time: `available` counts replicas running for min_ready_seconds, so the version
+ * holds the next instant a running replica reaches it, and changes once that instant is past.
+ */
+const statusVersionLateral = () => sql`
+  LEFT JOIN LATERAL (
+    SELECT concat_ws('/', d.row_xmin, d.row_ctid, res.xmin, res.ctid, rp.n, rp.h, rp.ready_next, rv.n, rv.h, hs.h) AS version
+    FROM (
+      SELECT count(*) AS n, sum(hashtextextended(r.xmin::text || r.ctid::text, 0)) AS h,
+             min(r.started_at + make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))
+               FILTER (WHERE r.status = 'running'
+                 AND r.started_at + make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)) > statement_timestamp()) AS ready_next
+      FROM deployment_replicas r WHERE r.deployment_id = d.id
+    ) rp,
+    (SELECT count(*) AS n, sum(hashtextextended(x.xmin::text || x.ctid::text, 0)) AS h FROM deployment_revisions x WHERE x.deployment_id = d.id) rv,
+    (SELECT string_agg(y.xmin::text || y.ctid::text, ',') AS h
+     FROM (SELECT xmin, ctid FROM deployment_status_history WHERE deployment_id = d.id ORDER BY changed_at DESC, id DESC LIMIT ${RECENT_HISTORY}) y) hs
+  ) v ON true`;
+
+/**
+ * The current version of users' live deployments (see `statusVersionLateral`), in one statement for
+ * any number of them: what a status read from a cache checks before answering. Keyed by
+ * `statusKeyOf`; a key is missing when the id is unknown, another user's, or soft-deleted.
+ */
+export async function loadStatusVersions(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, string>> {
   if (keys.length === 0) return new Map();
-  const { rows } = await sql<HeadRow & { user_id: string }>`
+  const { rows } = await sql<{ id: string; user_id: string; version: string }>`
+    SELECT d.id, d.user_id, v.version
+    ${deploymentsByKey(keys)}
+    ${statusVersionLateral()}
+    ${liveDeploymentsWhere}
+  `.execute(db);
+  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), row.version]));
+}
+
+/**
+ * Users' live deployments with everything the status object shows, and its version, in one
+ * statement for any number of them: each deployment with its resources, replica counts, the bounded
+ * replica list and the last history rows (both aggregated as JSON). Keyed by `statusKeyOf`; a key is
+ * missing when the id is unknown, another user's, or soft-deleted (the caller cannot tell those
+ * apart, by design).
+ */
+export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly StatusKey[]): Promise<Map<string, VersionedStatus>> {
+  if (keys.length === 0) return new Map();
+  const { rows } = await sql<HeadRow & { user_id: string; version: string }>`
     SELECT d.id, d.user_id, d.name, d.status, d.target_replicas, d.created_at, d.updated_at, d.container_image,
            res.cpu_cores, res.memory_mb, res.gpu_units, res.storage_gb, d.revision, d.generation, d.observed_generation, d.status_reason, d.paused,
            d.rollout_state, d.rollout_reason, d.strategy, cur.command, cur.env, c.updated, c.available,
-           c.considered, c.running, c.failed, h.history, rl.replicas
-    FROM unnest(${keys.map((k) => k.id)}::uuid[], ${keys.map((k) => k.userId)}::uuid[]) AS k(id, user_id)
-    -- By primary key, whatever the statistics: joined on (id, user_id), the generic plan of this
-    -- prepared statement read every deployment of the user once per call (planned while the
-    -- statistics said the user had one).
-    CROSS JOIN LATERAL (SELECT * FROM deployments WHERE id = k.id LIMIT 1) d
-    LEFT JOIN deployment_resources res ON res.deployment_id = d.id
+           c.considered, c.running, c.failed, h.history, rl.replicas, v.version
+    ${deploymentsByKey(keys)}
     LEFT JOIN deployment_revisions cur ON cur.deployment_id = d.id AND cur.revision = d.revision
     ${replicaCountsLateral()}
+    ${statusVersionLateral()}
     LEFT JOIN LATERAL (
       SELECT coalesce(json_agg(json_build_object(
                'old_status', x.old_status,
@@ -164,6 +220,8 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
                'revision', r.revision, 'reason', r.reason
              ) ORDER BY r.grp, CASE WHEN r.grp = 0 THEN r.at END ASC, CASE WHEN r.grp = 1 THEN r.at END DESC, r.id), '[]'::json) AS replicas
       FROM (
+        -- NOT IN rather than the four active states: the partial index on exactly those, (node_id,
+        -- deployment_id), would be read whole for one deployment.
         (SELECT id, node_id, status, container_id, started_at, stopped_at, revision, reason, created_at AS at, 0 AS grp
          FROM deployment_replicas
          WHERE deployment_id = d.id AND status NOT IN ('stopped', 'failed'))
@@ -176,9 +234,9 @@ export async function loadDeploymentStatuses(db: Kysely<Tables>, keys: readonly 
       ) r
       LEFT JOIN nodes n ON n.id = r.node_id
     ) rl ON true
-    WHERE d.user_id = k.user_id AND d.deleted_at IS NULL
+    ${liveDeploymentsWhere}
   `.execute(db);
-  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), statusRecordOf(row)]));
+  return new Map(rows.map((row) => [statusKeyOf({ userId: row.user_id, id: row.id }), { record: statusRecordOf(row), version: row.version }]));
 }
 
 export function statusRecordOf(row: HeadRow): DeploymentStatusRecord {
