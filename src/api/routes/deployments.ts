@@ -19,6 +19,7 @@ import { decodeCursor, encodeCursor } from '../cursor.js';
 import { notFoundOnBadId } from '../errors.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
 import { CreateDeploymentBody, DeploymentListSchema, DeploymentStatusSchema, ListQuery, ScaleBody, idParam } from '../schemas.js';
+import { jsonTextResponse, jsonViewOnce } from '../json-text.js';
 import { StatusCache } from '../status-cache.js';
 import { checkStrategy, resourcesOf } from '../template-input.js';
 import { deploymentListItemJson, deploymentStatusJson } from '../views.js';
@@ -114,11 +115,17 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
   // Creates of concurrent requests share one transaction and one commit (each still all-or-nothing).
   // At most 128 a batch: the ids of a batch's NOTIFY fit in one notification (about 210 would not).
   const creates = new Batcher<CreateRequest, DeploymentStatusRecord>((requests) => createDeployments(db, requests));
+  // Each loaded status object and page is serialized once, whichever requests it answers.
+  const statusText = jsonViewOnce(deploymentStatusJson);
+  const pageText = jsonViewOnce((page: DeploymentPage) => ({
+    items: page.items.map(deploymentListItemJson),
+    next_cursor: page.next ? encodeCursor(page.next) : null,
+  }));
   const statusJson = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
     if (!record) throw new NotFoundError('deployment');
-    return deploymentStatusJson(record);
+    return statusText(record);
   };
   const hook = notFoundOnBadId('deployment');
   registerRolloutRoutes(app, ctx, users, statusJson);
@@ -145,7 +152,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
           strategy,
         },
       });
-      return c.json(deploymentStatusJson(record), 201, { Location: `/api/deployment/status/${record.id}` });
+      return jsonTextResponse(c, statusText(record), 201, { Location: `/api/deployment/status/${record.id}` });
     },
     hook,
   );
@@ -156,7 +163,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await scaleDeployment(db, userId, id, c.req.valid('json').target_replicas);
-      return c.json(await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await statusJson(userId, id), 200);
     },
     hook,
   );
@@ -165,7 +172,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     status,
     async (c) => {
       const { id } = c.req.valid('param');
-      return c.json(await statusJson(await users.idOf(c.get('principal')), id), 200);
+      return jsonTextResponse(c, await statusJson(await users.idOf(c.get('principal')), id), 200);
     },
     hook,
   );
@@ -178,7 +185,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const userId = await users.idOf(c.get('principal'));
       // A name matches at most one live deployment: one page, whatever the cursor.
       const page = query.name !== undefined ? await listDeploymentsNamed(db, userId, query.name) : (await pages.get({ userId, limit: query.limit, after }))!;
-      return c.json({ items: page.items.map(deploymentListItemJson), next_cursor: page.next ? encodeCursor(page.next) : null }, 200);
+      return jsonTextResponse(c, pageText(page), 200);
     },
     hook,
   );
@@ -199,7 +206,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await stopDeployment(db, userId, id);
-      return c.json(await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await statusJson(userId, id), 200);
     },
     hook,
   );
@@ -210,7 +217,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await startDeployment(db, userId, id);
-      return c.json(await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await statusJson(userId, id), 200);
     },
     hook,
   );

@@ -6,6 +6,7 @@ import { NotFoundError } from '../../domain/errors.js';
 import { commandOrNull, envOrNull } from '../../domain/validation.js';
 import { requireUser, type ApiEnv, type UserDirectory } from '../auth.js';
 import { notFoundOnBadId } from '../errors.js';
+import { jsonTextResponse, type JsonText } from '../json-text.js';
 import { BEARER, errorResponses, jsonBody, jsonContent } from '../openapi.js';
 import { DeploymentStatusSchema, PatchDeploymentBody, RevisionListSchema, RollbackBody, idParam } from '../schemas.js';
 import { partialResources } from '../template-input.js';
@@ -60,7 +61,7 @@ const pauseOrResume = (action: 'pause' | 'resume') =>
     responses: { 200: statusResponse('The status object'), ...errorResponses(401, 403, 404) },
   });
 
-type StatusJson = (userId: string, id: string) => Promise<ReturnType<typeof deploymentStatusJson>>;
+type StatusJson = (userId: string, id: string) => Promise<JsonText<ReturnType<typeof deploymentStatusJson>>>;
 
 export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory, statusJson: StatusJson): void {
   const db = ctx.database.db;
@@ -83,7 +84,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
         ...(body.target_replicas !== undefined && { targetReplicas: body.target_replicas }),
         ...(body.strategy !== undefined && { strategy: body.strategy }),
       });
-      return c.json(await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await statusJson(userId, id), 200);
     },
     hook,
   );
@@ -122,7 +123,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       const body = (c.req.valid('json') as { revision?: number } | undefined) ?? {};
       const userId = await users.idOf(c.get('principal'));
       await rollbackDeployment(db, userId, id, body.revision);
-      return c.json(await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await statusJson(userId, id), 200);
     },
     hook,
   );
@@ -134,7 +135,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
         const { id } = c.req.valid('param');
         const userId = await users.idOf(c.get('principal'));
         await setPaused(db, userId, id, action === 'pause');
-        return c.json(await statusJson(userId, id), 200);
+        return jsonTextResponse(c, await statusJson(userId, id), 200);
       },
       hook,
     );
