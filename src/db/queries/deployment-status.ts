@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { DEFAULT_STRATEGY, mergeStrategy, type StrategyJson } from '../../domain/strategy.js';
 import type { DeploymentStatus, ReplicaStatus, Resources, RolloutState, Strategy } from '../../domain/types.js';
 import type { Tables } from '../tables.js';
-import { replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
+import { readyAtSql, replicaCountsLateral, type ReplicaCounts } from './replica-counts.js';
 import type { Template } from './revisions.js';
 
 export interface HistoryEntry {
@@ -155,9 +155,7 @@ const statusVersionLateral = () => sql`
     SELECT concat_ws('/', d.row_xmin, d.row_ctid, res.xmin, res.ctid, rp.n, rp.h, rp.ready_next, rv.n, rv.h, hs.h) AS version
     FROM (
       SELECT count(*) AS n, sum(hashtextextended(r.xmin::text || r.ctid::text, 0)) AS h,
-             min(r.started_at + make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))
-               FILTER (WHERE r.status = 'running'
-                 AND r.started_at + make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)) > statement_timestamp()) AS ready_next
+             min(${readyAtSql}) FILTER (WHERE r.status = 'running' AND ${readyAtSql} > statement_timestamp()) AS ready_next
       FROM deployment_replicas r WHERE r.deployment_id = d.id
     ) rp,
     (SELECT count(*) AS n, sum(hashtextextended(x.xmin::text || x.ctid::text, 0)) AS h FROM deployment_revisions x WHERE x.deployment_id = d.id) rv,

@@ -10,6 +10,12 @@ export interface ReplicaCounts {
 }
 
 /**
+ * When replica `r` of deployment `d`, running since `started_at`, has run for the strategy's
+ * min_ready_seconds: from then on it counts as available.
+ */
+export const readyAtSql = sql`(r.started_at + make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))`;
+
+/**
  * One LATERAL pass over a deployment's replicas (`d` is the deployments alias), yielding the counts
  * health and the rollout need: `considered`, `running`, `failed`, and the rollout's `updated` and
  * `available`.
@@ -32,7 +38,7 @@ export function replicaCountsLateral(): RawBuilder<unknown> {
       count(*) FILTER (WHERE r.status = 'failed' AND NOT r.replaced)::int AS failed,
       count(*) FILTER (WHERE r.status IN ('pending', 'starting', 'running') AND r.revision = ANY(tpl.revisions))::int AS updated,
       count(*) FILTER (WHERE r.status = 'running' AND r.revision = ANY(tpl.revisions)
-        AND r.started_at <= statement_timestamp() - make_interval(secs => coalesce((d.strategy->>'min_ready_seconds')::float8, 0)))::int AS available
+        AND ${readyAtSql} <= statement_timestamp())::int AS available
     FROM (
       SELECT coalesce(array_agg(rv.revision), '{}') AS revisions
       FROM deployment_revisions rv
