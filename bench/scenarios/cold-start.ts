@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { Api, mapLimit, sleep } from '../lib/api.js';
 import { agentsTick, insertNodes, metricSum, placedReplicas, startApi, startController, waitControllerQuiet, type BenchEnv } from '../lib/cluster.js';
+import { cpuMark, cpuSplit } from '../lib/cpu-split.js';
 import { API_ROLE, controllerStatements, databaseCounters, resetStatementsOf, statementsOf } from '../lib/postgres.js';
 import type { Figure } from '../lib/report.js';
 import { ProcessWatcher, sampleProcess, type SteadyChild } from '../lib/steady.js';
@@ -38,8 +39,10 @@ export async function coldStart(env: BenchEnv): Promise<{ figures: Figure[]; clu
   await Promise.all(users.map((u) => u.ok('GET', '/api/deployment/list')));
   await resetStatementsOf(pool, API_ROLE);
   const submitStarted = performance.now();
+  const submitCpu = cpuMark(api.proc.pid);
   await mapLimit(Array.from({ length: deployments }, (_, i) => i), 32, (i) => users[i % users.length]!.deploy(`app-${i}`, 10));
   const submitSec = (performance.now() - submitStarted) / 1000;
+  const submitCpuSplit = cpuSplit(submitCpu, cpuMark(api.proc.pid));
   apiWatch.stop();
   const apiStatements = await statementsOf(pool, API_ROLE);
   const createStatements = {
@@ -119,7 +122,7 @@ export async function coldStart(env: BenchEnv): Promise<{ figures: Figure[]; clu
       ratio: deployments / submitSec / bench32.tps,
       target: '≥ 1,000/s and ≥ 0.5× pgbench',
       met: deployments / submitSec >= 1_000 && deployments / submitSec / bench32.tps >= 0.5,
-      note: `${deployments} creates × 10 replicas, 10 users, no controller running`,
+      note: `${deployments} creates × 10 replicas, 10 users, no controller running; ${submitCpuSplit}`,
     },
     {
       scenario: 'Creates',
