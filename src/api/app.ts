@@ -1,12 +1,12 @@
 import { OpenAPIHono } from '@hono/zod-openapi';
-import { bodyLimit } from 'hono/body-limit';
-import { HTTPException } from 'hono/http-exception';
+import type { MiddlewareHandler } from 'hono';
 import type { Context } from '../context.js';
 import { Migrator } from '../db/migrator.js';
 import { authenticate, createAuthenticator, UserDirectory, type ApiEnv } from './auth.js';
 import { createErrorHandler, notFoundHandler, validationHook } from './errors.js';
 import { EventHub } from './events/event-hub.js';
 import { NODE_RATE_FACTOR, rateLimit, TokenBuckets } from './rate-limit.js';
+import { requestBodies } from './request-body.js';
 import { requestLog } from './request-log.js';
 import { packagedDashboard, type DashboardSource } from '../ui/dashboard-source.js';
 import { registerDashboardRoutes } from './routes/dashboard.js';
@@ -52,15 +52,12 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
   app.onError(createErrorHandler(ctx.logger));
   app.notFound(notFoundHandler);
   app.use('*', requestLog(ctx.logger, ctx.metrics));
-  const limitBody = bodyLimit({
-    maxSize: options.bodyLimitBytes ?? 64 * 1024,
-    onError: () => {
-      throw new HTTPException(413);
-    },
-  });
-  // A GET or HEAD has no body to limit, and asking for one makes the Node adapter build a whole
+  const bodies = requestBodies(options.bodyLimitBytes ?? 64 * 1024);
+  // A GET or HEAD has no body to read, and asking for one makes the Node adapter build a whole
   // Fetch Request (with an AbortSignal): a third of a status read's CPU before this check.
-  app.use('/api/*', (c, next) => (c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : limitBody(c, next)));
+  const withBody = (handler: MiddlewareHandler<ApiEnv>): MiddlewareHandler<ApiEnv> => (c, next) =>
+    c.req.method === 'GET' || c.req.method === 'HEAD' ? next() : handler(c, next);
+  app.use('/api/*', withBody(bodies.refuseDeclared));
   app.use('/api/*', authenticate(verify));
   const { perSecond, burst } = ctx.config.rateLimit;
   if (perSecond > 0) {
@@ -69,6 +66,7 @@ export function createApp(ctx: Context, options: AppOptions = {}): App {
       new TokenBuckets({ perSecond: perSecond * factor, burst: burst * factor, capacity: options.rateLimitCallers, now: options.rateLimitNow });
     app.use('/api/*', rateLimit(buckets(1), ctx.metrics, buckets(NODE_RATE_FACTOR)));
   }
+  app.use('/api/*', withBody(bodies.read));
 
   registerDeploymentRoutes(app, ctx, users);
   registerNodeRoutes(app, ctx);

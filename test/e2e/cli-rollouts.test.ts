@@ -229,7 +229,11 @@ describeBackends('steady rollout verbs and watches against a real server', (db) 
         async () => {
           // Live first: a change while connected.
           await client.scale(id, 2);
-          await until('the live event', async () => (await status('followed')).replicas.filter((r) => r.status === 'running').length === 2);
+          // Until the controller has recorded the deployment running: the event awaited below.
+          await until('the live event', async () => {
+            const s = await status('followed');
+            return s.status === 'running' && s.replicas.filter((r) => r.status === 'running').length === 2;
+          });
           // Then the connection is lost; what happens meanwhile must come after it is back.
           proxy.cut();
           await client.scale(id, 4);

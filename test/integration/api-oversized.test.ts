@@ -1,3 +1,4 @@
+import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveApi, type RunningServer } from '../../src/api/server.js';
@@ -116,6 +117,44 @@ describe('oversized requests over a real socket', () => {
     expect(c.text).toMatch(/^HTTP\/1\.1 413 /);
     expect(c.text).toContain('"payload_too_large"');
     expect(c.text).toMatch(/\r\nconnection: close\r\n/i);
+  });
+
+  it('a chunked body that passes the limit: a 413 once it does, the rest read out, closed without a reset', async () => {
+    const token = await userToken('oversized-dave');
+    const piece = Buffer.alloc(16 * 1024, 'a');
+    const chunk = Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]);
+    // No Content-Length: nothing is known before the body passes 64 KiB, in its fifth chunk.
+    const head =
+      `POST /api/deployment/deploy HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+      `Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`;
+    const rest = Buffer.concat([...Array.from({ length: 64 }, () => chunk), Buffer.from('0\r\n\r\n')]);
+    const c = await refusedWhileSending(server.port, head + Buffer.concat(Array.from({ length: 5 }, () => chunk)).toString('latin1'), rest);
+    expect(c.error).toBeNull();
+    expect(c.ended).toBe(true);
+    expect(c.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(c.text).toContain('"payload_too_large"');
+  });
+
+  it('a chunked body within the limit is read whole, and a leading byte-order mark is dropped as fetch drops it', async () => {
+    const token = await userToken('oversized-erin');
+    const json = JSON.stringify({ ...spec, name: 'chunked' });
+    const send = (pieces: Buffer[]) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(`${base}/api/deployment/deploy`, { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' } }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString('utf8')));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        for (const p of pieces) req.write(p);
+        req.end();
+      });
+    const bytes = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(json)]);
+    const created = await send([bytes.subarray(0, 10), bytes.subarray(10, 40), bytes.subarray(40)]);
+    expect(created.status).toBe(201);
+    expect((JSON.parse(created.body) as { name: string }).name).toBe('chunked');
+    const broken = await send([Buffer.from(json.slice(0, -1))]);
+    expect(broken.status).toBe(400);
   });
 
   it('a 431 from the HTTP parser: a JSON answer, then the rest of the headers are read out without a reset', async () => {
