@@ -121,14 +121,14 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     items: page.items.map(deploymentListItemJson),
     next_cursor: page.next ? encodeCursor(page.next) : null,
   }));
-  const statusJson = async (userId: string, id: string) => {
+  const readStatusText = async (userId: string, id: string) => {
     const record = await statuses.get({ userId, id });
     // Deleted between the command's commit and this read (another request): as gone as it gets.
     if (!record) throw new NotFoundError('deployment');
     return statusText(record);
   };
   const hook = notFoundOnBadId('deployment');
-  registerRolloutRoutes(app, ctx, users, statusJson);
+  registerRolloutRoutes(app, ctx, users, readStatusText);
 
   app.openapi(
     deploy,
@@ -163,7 +163,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await scaleDeployment(db, userId, id, c.req.valid('json').target_replicas);
-      return jsonTextResponse(c, await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await readStatusText(userId, id), 200);
     },
     hook,
   );
@@ -172,7 +172,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
     status,
     async (c) => {
       const { id } = c.req.valid('param');
-      return jsonTextResponse(c, await statusJson(await users.idOf(c.get('principal')), id), 200);
+      return jsonTextResponse(c, await readStatusText(await users.idOf(c.get('principal')), id), 200);
     },
     hook,
   );
@@ -206,7 +206,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await stopDeployment(db, userId, id);
-      return jsonTextResponse(c, await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await readStatusText(userId, id), 200);
     },
     hook,
   );
@@ -217,7 +217,7 @@ export function registerDeploymentRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context,
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       await startDeployment(db, userId, id);
-      return jsonTextResponse(c, await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await readStatusText(userId, id), 200);
     },
     hook,
   );

@@ -61,9 +61,9 @@ const pauseOrResume = (action: 'pause' | 'resume') =>
     responses: { 200: statusResponse('The status object'), ...errorResponses(401, 403, 404) },
   });
 
-type StatusJson = (userId: string, id: string) => Promise<JsonText<ReturnType<typeof deploymentStatusJson>>>;
+type ReadStatusText = (userId: string, id: string) => Promise<JsonText<ReturnType<typeof deploymentStatusJson>>>;
 
-export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory, statusJson: StatusJson): void {
+export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, users: UserDirectory, readStatusText: ReadStatusText): void {
   const db = ctx.database.db;
   const hook = notFoundOnBadId('deployment');
 
@@ -84,7 +84,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
         ...(body.target_replicas !== undefined && { targetReplicas: body.target_replicas }),
         ...(body.strategy !== undefined && { strategy: body.strategy }),
       });
-      return jsonTextResponse(c, await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await readStatusText(userId, id), 200);
     },
     hook,
   );
@@ -95,7 +95,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       const { id } = c.req.valid('param');
       const userId = await users.idOf(c.get('principal'));
       // The status read is also the ownership check: another user's id is a 404 like an unknown one.
-      await statusJson(userId, id);
+      await readStatusText(userId, id);
       const items = await listRevisions(db, id);
       if (items.length === 0) throw new NotFoundError('deployment');
       return c.json(
@@ -123,7 +123,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
       const body = (c.req.valid('json') as { revision?: number } | undefined) ?? {};
       const userId = await users.idOf(c.get('principal'));
       await rollbackDeployment(db, userId, id, body.revision);
-      return jsonTextResponse(c, await statusJson(userId, id), 200);
+      return jsonTextResponse(c, await readStatusText(userId, id), 200);
     },
     hook,
   );
@@ -135,7 +135,7 @@ export function registerRolloutRoutes(app: OpenAPIHono<ApiEnv>, ctx: Context, us
         const { id } = c.req.valid('param');
         const userId = await users.idOf(c.get('principal'));
         await setPaused(db, userId, id, action === 'pause');
-        return jsonTextResponse(c, await statusJson(userId, id), 200);
+        return jsonTextResponse(c, await readStatusText(userId, id), 200);
       },
       hook,
     );
